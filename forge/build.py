@@ -1,0 +1,92 @@
+"""Run a compiled spec: perceive once, judge every pair, write kept QA rows, report the funnel."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pyarrow.compute as pc
+
+from forge.plan import compile_spec
+from forge.spec.load import LoadedSpec
+from forge.store import Store, WriteResult
+
+
+@dataclass
+class BuildReport:
+    spec_name: str
+    spec_hash: str
+    seed: int
+    db: Path
+    table: str
+    images: int = 0
+    images_failed: dict[str, int] = field(default_factory=dict)
+    objects: int = 0
+    funnel: dict[str, dict[str, int]] = field(default_factory=dict)
+    qa_rows: int = 0
+    write: WriteResult | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        failed = sum(self.images_failed.values())
+        out = [f"forge build {self.spec_name} (spec {self.spec_hash}, seed {self.seed})",
+               f"  images        {self.images} read, {failed} skipped",
+               f"  objects       {self.objects}"]
+        for reason, count in sorted(self.images_failed.items()):
+            out.append(f"    skipped {count}: {reason}")
+        for family, counts in self.funnel.items():
+            considered = sum(counts.values())
+            out.append(f"  {family}: {considered} pairs considered")
+            for reason, count in counts.items():
+                if reason != "kept":
+                    out.append(f"    - {reason:<16} {count:>8}")
+            out.append(f"    = {'kept':<16} {counts.get('kept', 0):>8}")
+        if self.write is not None:
+            w = self.write
+            out.append(f"  QA written    {self.qa_rows} rows: {w.inserted} new, {w.already_present} already present, "
+                       f"{w.stale_removed} from an older spec version removed -> {self.db} (table {self.table})")
+        out.append(f"  time          {self.seconds:.1f} s")
+        return out
+
+
+def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit: int | None = None,
+              echo: Callable[[str], None] = print) -> BuildReport:
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    plan = compile_spec(loaded, seed=seed, limit=limit)
+    store = Store(db)
+    spec = loaded.spec
+    report = BuildReport(spec.name, loaded.spec_hash, plan.seed, Path(db), spec.output.table)
+
+    echo(f"perceiving images ({spec.source.kind}) ...")
+    perceived = plan.perceived.collect()
+    records = perceived.select("error", "objects").to_arrow()
+    report.images = records.num_rows
+    errors = records.column("error").drop_null()
+    report.images_failed = {d["values"]: int(d["counts"]) for d in pc.value_counts(errors).to_pylist()}
+    report.objects = int(pc.sum(pc.list_value_length(records.column("objects"))).as_py() or 0)
+
+    echo("relating, verifying and phrasing pairs ...")
+    judged = plan.judged(perceived).collect()
+    counted = {(row["family"], row["reject"] or "kept"): row["pairs"] for row in plan.funnel(judged).to_pylist()}
+    for family in spec.families:
+        steps = plan.rule_names(family) + ["kept"]
+        report.funnel[family.name] = {step: counted.get((family.name, step), 0) for step in steps}
+    qa = plan.qa(judged).to_arrow()
+    report.qa_rows = qa.num_rows
+
+    echo(f"writing {qa.num_rows} QA rows to {db} ...")
+    report.write = store.write_qa(qa, spec.name, loaded.spec_hash, spec.output.table)
+    report.seconds = time.perf_counter() - clock
+    build_id = hashlib.sha256(f"{loaded.spec_hash}/{plan.seed}/{started.isoformat()}".encode()).hexdigest()[:16]
+    store.record_build({
+        "build_id": build_id, "spec_name": spec.name, "spec_hash": loaded.spec_hash, "spec_path": str(loaded.path),
+        "seed": plan.seed, "started_at": started.isoformat(), "seconds": report.seconds, "images": report.images,
+        "images_failed": sum(report.images_failed.values()), "qa_rows": report.qa_rows,
+        "qa_inserted": report.write.inserted, "funnel": report.funnel,
+    })
+    return report

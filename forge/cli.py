@@ -1,0 +1,112 @@
+"""The `forge` command line. User mistakes print one line per problem and exit with code 2."""
+
+from __future__ import annotations
+
+import io
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from forge.errors import ForgeError, SpecError
+
+USER_ERROR = 2
+
+
+def _user_errors(fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            sys.exit(USER_ERROR)
+        except ForgeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(USER_ERROR)
+
+    return wrapper
+
+
+SPEC_ARG = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+SEED_OPT = click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
+                        help="Seed for pair order, phrasing and synthetic scenes; overrides the spec's `seed`.")
+LIMIT_OPT = click.option("--limit", type=click.IntRange(min=1), default=None,
+                         help="Use only the first N images of the source (quick trial runs).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spatialforge")
+def main() -> None:
+    """forge: turn 2D images into verified spatial question-answer data.
+
+    A spec (YAML) declares where images come from, how they are perceived, and which
+    question families to ask. `forge build` compiles it into a lazy Daft plan and writes
+    QA rows to a LanceDB table.
+    """
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_user_errors
+def validate(specs: tuple[Path, ...]) -> None:
+    """Check SPECS for mistakes without running anything; print one line per problem."""
+    from forge.spec.load import load_spec
+
+    problems: list[str] = []
+    for path in specs:
+        try:
+            loaded = load_spec(path)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        except ForgeError as exc:
+            problems.append(str(exc))
+            continue
+        families = ", ".join(f.name for f in loaded.spec.families)
+        click.echo(f"{path}: ok (spec {loaded.spec.name}, hash {loaded.spec_hash}, source {loaded.spec.source.kind}, families: {families})")
+    if problems:
+        raise SpecError(problems)
+
+
+@main.command()
+@SPEC_ARG
+@SEED_OPT
+@LIMIT_OPT
+@_user_errors
+def explain(spec: Path, seed: int | None, limit: int | None) -> None:
+    """Print the optimized Daft plan SPEC compiles to, without running it."""
+    from forge.plan import compile_spec
+    from forge.spec.load import load_spec
+
+    plan = compile_spec(load_spec(spec), seed=seed, limit=limit)
+    buffer = io.StringIO()
+    plan.qa(plan.judged()).explain(show_all=True, file=buffer)
+    click.echo(buffer.getvalue())
+
+
+@main.command()
+@SPEC_ARG
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
+              show_default=True, help="LanceDB database folder to write the `qa` table into (created if missing).")
+@LIMIT_OPT
+@SEED_OPT
+@_user_errors
+def build(spec: Path, db: Path, limit: int | None, seed: int | None) -> None:
+    """Run SPEC: perceive images, relate and verify object pairs, write QA rows to --db.
+
+    Rebuilding is safe: rows already in the table are not added twice, and rows from an
+    older version of the same spec are replaced.
+    """
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+
+    report = run_build(load_spec(spec), db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True))
+    for line in report.lines():
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Perception: images -> one record per image with grounded objects and their depth.
+
+Every input (synthetic scenes, annotations, models) produces the same record
+(`records.PERCEIVED_TYPE`), so everything downstream is shared.
+"""
+
+from __future__ import annotations
+
+from daft import DataFrame
+
+from forge.errors import ForgeError
+from forge.perception.annotations import perceive_annotations
+from forge.perception.synthetic import perceive_synthetic
+from forge.spec.load import LoadedSpec
+from forge.spec.schema import AnnotationsSource, SyntheticSource
+
+
+def perceive(loaded: LoadedSpec, seed: int, limit: int | None) -> DataFrame:
+    """A lazy frame of perception records for the spec's source."""
+    spec, percentile = loaded.spec, loaded.spec.objects.depth_percentile
+    if isinstance(spec.source, SyntheticSource):
+        return perceive_synthetic(spec.source, seed, percentile, limit)
+    if isinstance(spec.source, AnnotationsSource):
+        return perceive_annotations(spec.source, loaded.base_dir, percentile, limit)
+    raise ForgeError(f"{loaded.path}: perception.kind: models are not wired into builds yet")

@@ -1,0 +1,287 @@
+"""Load a spec file into a validated `Spec`, or fail with one line per problem.
+
+Each problem reads `file:line: key.path: what is wrong (how to fix)`. Line numbers come
+from the YAML node tree, so users land on the offending key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from forge.errors import ForgeError, SpecError
+from forge.relations import BUILTIN_RELATIONS
+from forge.spec.expressions import parse_expression
+from forge.spec.schema import AnnotationsSource, CustomRelation, ImagesSource, Spec
+from forge.spec.templates import parse_template, placeholders_used
+
+MAX_SPEC_BYTES = 1 << 20
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec plus where it came from; relative paths resolve against `base_dir`."""
+
+    spec: Spec
+    path: Path
+    spec_hash: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        return (self.base_dir / relative).resolve()
+
+
+def format_path(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _line_index(node: yaml.Node, path: KeyPath = (), index: dict[KeyPath, int] | None = None) -> dict[KeyPath, int]:
+    index = {} if index is None else index
+    index.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = path + (str(key_node.value),)
+            index[key_path] = key_node.start_mark.line + 1
+            _line_index(value_node, key_path, index)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            index[path + (i,)] = item.start_mark.line + 1
+            _line_index(item, path + (i,), index)
+    return index
+
+
+class _Problems:
+    def __init__(self, file: Path, lines: dict[KeyPath, int]):
+        self.file, self.lines, self.items = file, lines, []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        probe = path
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe, 1)
+        self.items.append(f"{self.file}:{line}: {format_path(path)}: {message}")
+
+
+def _unwrap_model(annotation: Any, raw: Any) -> type[BaseModel] | None:
+    """The pydantic model a raw value is validated against, looking through list/Union/Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap_model(typing.get_args(annotation)[0], raw)
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in (_unwrap_model(a, raw) for a in typing.get_args(annotation)) if m is not None]
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        for member in members:
+            tag = member.model_fields.get("kind")
+            if tag is not None and kind in typing.get_args(tag.annotation):
+                return member
+        return members[0] if len(members) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _fields_at(path: KeyPath, data: Any) -> list[str]:
+    """Keys allowed in the mapping at `path`, for 'did you mean' hints."""
+    model: type[BaseModel] | None = Spec
+    raw, annotation = data, None
+    for part in path:
+        if isinstance(part, int):
+            raw = raw[part] if isinstance(raw, list) and part < len(raw) else None
+            args = typing.get_args(annotation) if annotation is not None else ()
+            model = _unwrap_model(args[0], raw) if args else None
+            continue
+        if model is None or part not in model.model_fields:
+            return []
+        annotation = model.model_fields[part].annotation
+        raw = raw.get(part) if isinstance(raw, dict) else None
+        model = _unwrap_model(annotation, raw)
+    return list(model.model_fields) if model is not None else []
+
+
+def _clean_loc(loc: tuple, data: Any) -> tuple[KeyPath, str | None]:
+    """Drop union-member tags pydantic inserts into error locations; return (path, branch tag)."""
+    path: list[str | int] = []
+    raw, branch = data, None
+    for part in loc:
+        if isinstance(part, int):
+            path.append(part)
+            raw = raw[part] if isinstance(raw, list) and part < len(raw) else None
+        elif isinstance(raw, dict) and part in raw:
+            path.append(part)
+            raw = raw[part]
+        elif isinstance(raw, dict) and path and path[-1] in ("source", "perception") and part == raw.get("kind"):
+            continue
+        elif part.startswith("literal[") or part[:1].isupper() or part.startswith("function-"):
+            branch = part
+        else:
+            path.append(part)
+            raw = None
+    return tuple(path), branch
+
+
+def _pydantic_problems(exc: ValidationError, data: Any, problems: _Problems) -> None:
+    seen: set[KeyPath] = set()
+    for err in exc.errors():
+        path, branch = _clean_loc(err["loc"], data)
+        raw_parent: Any = data
+        for part in path[:-1]:
+            raw_parent = raw_parent[part] if isinstance(raw_parent, (dict, list)) else None
+        value = raw_parent.get(path[-1]) if isinstance(raw_parent, dict) and path else None
+        if branch is not None:
+            if isinstance(value, dict) == branch.startswith("literal["):
+                continue  # the error belongs to the union member the user did not mean
+        if path in seen:
+            continue
+        seen.add(path)
+        kind, msg = err["type"], err["msg"]
+        if kind == "extra_forbidden":
+            allowed = _fields_at(path[:-1], data)
+            close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+            problems.add(path, f"unknown key {path[-1]!r} ({hint})")
+        elif kind == "missing":
+            problems.add(path, "missing required key")
+        elif kind == "union_tag_not_found":
+            problems.add(path + ("kind",), "missing required key `kind`")
+        elif kind == "union_tag_invalid":
+            problems.add(path + ("kind",), msg.replace("Input tag", "kind"))
+        else:
+            msg = msg.removeprefix("Value error, ")
+            shown = "" if kind.startswith("value_error") or "input" not in err else f", got {err['input']!r}"
+            problems.add(path, f"{msg}{shown}")
+
+
+def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
+    base = loaded_path.parent
+    source = spec.source
+    if isinstance(source, AnnotationsSource):
+        for key, want_dir in (("instances", False), ("images", True), ("depth", True)):
+            target = base / getattr(source, key)
+            if not target.exists():
+                problems.add(("source", key), f"{target} does not exist (paths are relative to the spec file)")
+            elif want_dir and not target.is_dir():
+                problems.add(("source", key), f"{target} is not a folder")
+    if isinstance(source, ImagesSource):
+        pattern = source.path
+        folder = base / pattern
+        if not any(ch in pattern for ch in "*?[") and not folder.exists():
+            problems.add(("source", "path"), f"{folder} does not exist (a folder or a glob, relative to the spec file)")
+        elif any(ch in pattern for ch in "*?[") and not any(base.glob(pattern)):
+            problems.add(("source", "path"), f"glob {pattern!r} matches no file under {base}")
+
+
+_SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}}
+
+
+def _check_semantics(spec: Spec, problems: _Problems) -> None:
+    allowed = _SOURCE_PERCEPTION[spec.source.kind]
+    if spec.perception.kind not in allowed:
+        problems.add(("perception", "kind"), f"source kind {spec.source.kind!r} needs perception {' or '.join(sorted(allowed))}, not {spec.perception.kind!r}")
+    for i, rule in enumerate(spec.verify.rules):
+        try:
+            parse_expression(rule.keep)
+        except ValueError as exc:
+            problems.add(("verify", "rules", i, "keep"), str(exc))
+    names = [rule.name for rule in spec.verify.rules]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.add(("verify", "rules", i, "name"), f"duplicate rule name {name!r}")
+    family_names = [f.name for f in spec.families]
+    for fi, family in enumerate(spec.families):
+        where: KeyPath = ("families", fi)
+        if family.name in family_names[:fi]:
+            problems.add(where + ("name",), f"duplicate family name {family.name!r}")
+        if isinstance(family.relation, CustomRelation):
+            for key in ("holds", "margin"):
+                try:
+                    parse_expression(getattr(family.relation, key))
+                except ValueError as exc:
+                    problems.add(where + ("relation", key), str(exc))
+        else:
+            ceiling = BUILTIN_RELATIONS[family.relation].max_margin
+            if family.min_margin >= ceiling:
+                problems.add(where + ("min_margin",), f"{family.min_margin} can never be reached: {family.relation} margins are below {ceiling}")
+        for qi, form in enumerate(family.questions):
+            _check_form(form, where + ("questions", qi), problems)
+
+
+def _check_form(form: Any, where: KeyPath, problems: _Problems) -> None:
+    for ti, template in enumerate(form.templates):
+        try:
+            used = placeholders_used(template)
+        except ValueError as exc:
+            problems.add(where + ("templates", ti), str(exc))
+            continue
+        missing = [p for p in ("a", "b") if p not in used]
+        if missing:
+            problems.add(where + ("templates", ti), f"template never names {{{missing[0]}}}: a question must name both objects")
+        if template in form.templates[:ti]:
+            problems.add(where + ("templates", ti), "duplicate template")
+    for ci, choice in enumerate(form.choices):
+        try:
+            parse_template(choice)
+        except ValueError as exc:
+            problems.add(where + ("choices", ci), str(exc))
+    if form.choices[0] == form.choices[1]:
+        problems.add(where + ("choices",), "the two choices must differ")
+    if form.answer_type == "yes_no" and list(form.choices) != ["yes", "no"]:
+        problems.add(where + ("choices",), "yes_no questions have choices [yes, no]")
+    for key in ("if_true", "if_false"):
+        value = getattr(form.answer, key)
+        if value not in form.choices:
+            problems.add(where + ("answer", key), f"{value!r} is not one of the choices {list(form.choices)}")
+    if form.answer.if_true == form.answer.if_false:
+        problems.add(where + ("answer",), "if_true and if_false must differ, or every answer would be the same")
+
+
+def spec_hash(spec: Spec) -> str:
+    """Hash of the validated content (not the text): comments and key order do not change it."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read, parse and validate a spec file; raise ForgeError/SpecError naming every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForgeError(f"{path}: spec file not found (give the path to a .yaml spec, e.g. specs/demo.yaml)")
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise ForgeError(f"{path}: spec file is {path.stat().st_size} bytes; specs are limited to {MAX_SPEC_BYTES} bytes")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"{where}: YAML syntax error: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise SpecError([f"{path}:1: (top level): a spec is a YAML mapping with keys version, name, source, perception, families"])
+    problems = _Problems(path, _line_index(root) if root is not None else {})
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        _pydantic_problems(exc, data, problems)
+        raise SpecError(problems.items) from None
+    _check_semantics(spec, problems)
+    _check_paths(path, spec, problems)
+    if problems.items:
+        raise SpecError(problems.items)
+    return LoadedSpec(spec=spec, path=path, spec_hash=spec_hash(spec))

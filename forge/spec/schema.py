@@ -1,0 +1,163 @@
+"""The spec language, version 1: what a user may write in `specs/*.yaml`, with defaults.
+
+Field docs here are the reference; the README's spec section mirrors them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+BUILTIN_RELATIONS = ("depth_order", "left_right")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticSource(Model):
+    """Procedurally rendered scenes with exact depth and boxes (needs no files, no model)."""
+
+    kind: Literal["synthetic"]
+    images: int = Field(200, ge=1, le=10_000_000, description="number of scenes to render")
+    width: int = Field(320, ge=64, le=4096)
+    height: int = Field(240, ge=64, le=4096)
+    objects: tuple[int, int] = Field((3, 7), description="[min, max] objects per scene")
+
+    @field_validator("objects")
+    @classmethod
+    def _objects_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1 <= low <= high <= 12:
+            raise ValueError(f"must be [min, max] with 1 <= min <= max <= 12, got [{low}, {high}]")
+        return value
+
+
+class AnnotationsSource(Model):
+    """COCO-style instances JSON + a folder of images + a folder of depth maps (by file stem)."""
+
+    kind: Literal["annotations"]
+    instances: str = Field(description="COCO instances JSON, relative to the spec file")
+    images: str = Field(description="folder holding the images named in the JSON")
+    depth: str = Field(description="folder of depth maps named <image stem>.png or .npy")
+    depth_format: Literal["png16_mm", "npy_m"]
+    depth_kind: Literal["metric", "relative"] = "metric"
+
+
+class ImagesSource(Model):
+    """A folder or glob of photos, for model perception."""
+
+    kind: Literal["images"]
+    path: str = Field(description="folder or glob, relative to the spec file")
+
+
+Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource], Field(discriminator="kind")]
+
+
+class DepthModel(Model):
+    model: str = Field(min_length=1, description="Hugging Face id or local folder")
+    batch_size: int = Field(8, ge=1, le=1024)
+
+
+class GroundingModel(Model):
+    model: str = Field(min_length=1, description="Hugging Face id or local folder")
+    vocabulary: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    threshold: float = Field(0.3, gt=0, lt=1)
+    max_objects: int = Field(20, ge=1, le=300)
+    batch_size: int = Field(8, ge=1, le=1024)
+
+
+class SyntheticPerception(Model):
+    kind: Literal["synthetic"]
+
+
+class AnnotationsPerception(Model):
+    kind: Literal["annotations"]
+
+
+class ModelsPerception(Model):
+    kind: Literal["models"]
+    depth: DepthModel
+    grounding: GroundingModel
+
+
+Perception = Annotated[
+    Union[SyntheticPerception, AnnotationsPerception, ModelsPerception], Field(discriminator="kind")
+]
+
+
+class ObjectsSpec(Model):
+    depth_percentile: float = Field(
+        10.0, gt=0, lt=100, description="object depth = this percentile of depth inside its box (front surface)"
+    )
+
+
+class Rule(Model):
+    """A named custom verification rule: pairs where `keep` is false are dropped and counted."""
+
+    name: Identifier
+    keep: str = Field(min_length=1, description="boolean SQL expression over a_*/b_* columns")
+
+
+class VerifySpec(Model):
+    min_score: float = Field(0.0, ge=0, le=1)
+    min_area: float = Field(0.0, ge=0, le=1, description="min box area, fraction of the image")
+    max_area: float = Field(1.0, gt=0, le=1, description="max box area, fraction of the image")
+    drop_truncated: bool = True
+    unique_labels: bool = True
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _area_range(self) -> VerifySpec:
+        if self.min_area >= self.max_area:
+            raise ValueError(f"min_area ({self.min_area}) must be below max_area ({self.max_area})")
+        return self
+
+
+class CustomRelation(Model):
+    holds: str = Field(min_length=1, description="boolean SQL expression: true selects `answer.if_true`")
+    margin: str = Field(min_length=1, description="non-negative SQL expression: how clearly `holds` is decided")
+
+
+class Answer(Model):
+    if_true: str
+    if_false: str
+
+
+class QuestionForm(Model):
+    answer_type: Literal["two_choice", "yes_no"]
+    choices: list[str] = Field(min_length=2, max_length=2)
+    answer: Answer
+    templates: list[Annotated[str, Field(min_length=1)]] = Field(min_length=3)
+
+
+class Family(Model):
+    name: Identifier
+    relation: Union[Literal["depth_order", "left_right"], CustomRelation]
+    min_margin: float = Field(ge=0)
+    questions: list[QuestionForm] = Field(min_length=1)
+
+
+class Output(Model):
+    table: Identifier = "qa"
+
+
+class Spec(Model):
+    version: Literal[1]
+    name: Identifier
+    description: str = ""
+    seed: int = Field(0, ge=0, lt=2**31)
+    source: Source
+    perception: Perception
+    objects: ObjectsSpec = Field(default_factory=ObjectsSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
+    families: list[Family] = Field(min_length=1)
+    output: Output = Field(default_factory=Output)
+
+    @field_validator("perception", mode="before")
+    @classmethod
+    def _perception_shorthand(cls, value: object) -> object:
+        return {"kind": value} if isinstance(value, str) else value

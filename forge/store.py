@@ -1,0 +1,98 @@
+"""The LanceDB database a build writes: the `qa` table and the `builds` log.
+
+Rebuilding never duplicates rows: QA rows are merged on `qa_id`, and rows from an older
+version of the same spec (same `spec_name`, other `spec_hash`) are removed, so the table
+always holds one version of each spec's questions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lancedb
+import pyarrow as pa
+
+from forge.errors import ForgeError
+
+BOX = pa.list_(pa.float64())
+QA_SCHEMA = pa.schema(
+    [
+        pa.field("qa_id", pa.string(), nullable=False),
+        pa.field("image_id", pa.string()),
+        pa.field("image_uri", pa.string()),
+        pa.field("family", pa.string()),
+        pa.field("template_id", pa.string()),
+        pa.field("question", pa.string()),
+        pa.field("answer", pa.string()),
+        pa.field("answer_type", pa.string()),
+        pa.field("choices", pa.list_(pa.string())),
+        pa.field("objects", pa.list_(pa.struct([pa.field("label", pa.string()), pa.field("box", BOX)]))),
+        pa.field("margin", pa.float64()),
+        pa.field("spec_name", pa.string()),
+        pa.field("spec_hash", pa.string()),
+        pa.field("perception", pa.string()),
+        pa.field("depth_kind", pa.string()),
+        pa.field("seed", pa.int64()),
+    ]
+)
+
+BUILDS_SCHEMA = pa.schema(
+    [
+        pa.field("build_id", pa.string()),
+        pa.field("spec_name", pa.string()),
+        pa.field("spec_hash", pa.string()),
+        pa.field("spec_path", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("started_at", pa.string()),
+        pa.field("seconds", pa.float64()),
+        pa.field("images", pa.int64()),
+        pa.field("images_failed", pa.int64()),
+        pa.field("qa_rows", pa.int64()),
+        pa.field("qa_inserted", pa.int64()),
+        pa.field("funnel", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    inserted: int
+    already_present: int
+    stale_removed: int
+
+
+class Store:
+    """One LanceDB database folder (default `./forge.lancedb`)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ForgeError(f"--db {self.path}: exists and is not a folder; give a new or existing database folder")
+        self.db = lancedb.connect(str(self.path))
+
+    def _table(self, name: str, schema: pa.Schema):
+        if name in self.db.list_tables().tables:
+            table = self.db.open_table(name)
+            if table.schema != schema:
+                raise ForgeError(f"{self.path}: table {name!r} has another schema than this forge version writes; build into a new --db")
+            return table
+        return self.db.create_table(name, schema=schema)
+
+    def write_qa(self, rows: pa.Table, spec_name: str, spec_hash: str, table_name: str = "qa") -> WriteResult:
+        rows = rows.cast(QA_SCHEMA).sort_by("qa_id")
+        table = self._table(table_name, QA_SCHEMA)
+        stale_filter = f"spec_name = '{spec_name}' AND spec_hash != '{spec_hash}'"
+        stale = table.count_rows(stale_filter)
+        if stale:
+            table.delete(stale_filter)
+        before = table.count_rows()
+        if rows.num_rows:
+            table.merge_insert("qa_id").when_not_matched_insert_all().execute(rows)
+        inserted = table.count_rows() - before
+        return WriteResult(inserted=inserted, already_present=rows.num_rows - inserted, stale_removed=stale)
+
+    def record_build(self, record: dict) -> None:
+        row = dict(record, funnel=json.dumps(record["funnel"], sort_keys=True))
+        self._table("builds", BUILDS_SCHEMA).add(pa.Table.from_pylist([row], schema=BUILDS_SCHEMA))
