@@ -1,0 +1,38 @@
+"""Shared helpers: spec files written from dicts, builds into temp databases."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import lancedb
+import pyarrow as pa
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_SPEC = REPO / "specs" / "demo.yaml"
+
+
+def demo_dict(**source_overrides) -> dict:
+    spec = yaml.safe_load(DEMO_SPEC.read_text())
+    spec["source"].update(source_overrides)
+    return spec
+
+
+def write_spec(folder: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(copy.deepcopy(spec), sort_keys=False))
+    return path
+
+
+def read_table(db: Path, table: str = "qa") -> pa.Table:
+    return lancedb.connect(str(db)).open_table(table).to_arrow().sort_by("qa_id")
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    def make(spec: dict, name: str = "spec.yaml") -> Path:
+        return write_spec(tmp_path, spec, name)
+
+    return make

@@ -1,0 +1,119 @@
+"""Bad specs: each mistake gives exactly one clear line naming file, line and key path; exit code 2."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import demo_dict, write_spec
+from forge.cli import main
+
+
+def _edit(fn):
+    spec = demo_dict()
+    fn(spec)
+    return spec
+
+
+def _set(path, value):
+    def apply(spec):
+        node = spec
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return apply
+
+
+def _delete(path):
+    def apply(spec):
+        node = spec
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    return apply
+
+
+T0 = ["families", 0, "questions", 0]
+CASES = {
+    "unknown top-level key": (_set(["familes"], []), r"familes: unknown key 'familes' \(did you mean 'families'\?\)"),
+    "unknown nested key": (_set(T0 + ["templats"], ["x"]), r"families\[0\]\.questions\[0\]\.templats: unknown key 'templats' \(did you mean 'templates'\?\)"),
+    "missing name": (_delete(["name"]), r":\d+: name: missing required key"),
+    "wrong type": (_set(["source", "images"], "many"), r"source\.images: Input should be a valid integer.*'many'"),
+    "unknown placeholder": (_set(T0 + ["templates", 2], "Is the {a} nearer than the {c}?"), r"families\[0\]\.questions\[0\]\.templates\[2\]: unknown placeholder \{c\} \(allowed: \{a\}, \{b\}\)"),
+    "template misses object": (_set(T0 + ["templates", 1], "Which is closer, the {a}?"), r"templates\[1\]: template never names \{b\}"),
+    "too few phrasings": (_set(T0 + ["templates"], ["Which is closer, {a} or {b}?"]), r"questions\[0\]\.templates: List should have at least 3 items"),
+    "unknown relation": (_set(["families", 0, "relation"], "depth_ordr"), r"families\[0\]\.relation: Input should be 'depth_order' or 'left_right'"),
+    "bad expression": (_set(["families", 0, "relation"], {"holds": "a_depth <", "margin": "1"}), r"families\[0\]\.relation\.holds: cannot parse expression"),
+    "unknown column": (_set(["families", 0, "relation"], {"holds": "a_dept < b_depth", "margin": "1"}), r"relation\.holds: unknown column 'a_dept'.*did you mean a_depth\?"),
+    "forbidden function": (_set(["verify", "rules"], [{"name": "x", "keep": "url_download(a_label) IS NULL"}]), r"verify\.rules\[0\]\.keep: function 'url_download' is not allowed"),
+    "impossible margin": (_set(["families", 1, "min_margin"], 1.5), r"families\[1\]\.min_margin: 1\.5 can never be reached"),
+    "negative margin": (_set(["families", 1, "min_margin"], -0.1), r"families\[1\]\.min_margin: Input should be greater than or equal to 0"),
+    "answer not a choice": (_set(T0 + ["answer", "if_true"], "{c}"), r"answer\.if_true: '\{c\}' is not one of the choices"),
+    "unknown source kind": (_set(["source", "kind"], "webcam"), r"source\.kind: kind 'webcam' found using 'kind' does not match"),
+    "perception mismatch": (_set(["perception"], "annotations"), r"perception\.kind: source kind 'synthetic' needs perception synthetic"),
+    "bad object range": (_set(["source", "objects"], [5, 2]), r"source\.objects: must be \[min, max\]"),
+    "missing source path": (
+        lambda s: s.update(source={"kind": "images", "path": "no/such/folder"}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": ["cup"]}}),
+        r"source\.path: .*no/such/folder does not exist",
+    ),
+    "wrong version": (_set(["version"], 2), r"version: Input should be 1"),
+    "duplicate family": (_set(["families", 1, "name"], "depth_order"), r"families\[1\]\.name: duplicate family name 'depth_order'"),
+    "bad area range": (_set(["verify", "max_area"], 0.0005), r"verify: min_area \(0\.001\) must be below max_area \(0\.0005\)"),
+    "empty vocabulary": (
+        lambda s: s.update(source={"kind": "images", "path": "."}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": []}}),
+        r"perception\.grounding\.vocabulary: List should have at least 1 item",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_spec_gives_one_clear_line(tmp_path, case):
+    edit, pattern = CASES[case]
+    path = write_spec(tmp_path, _edit(edit))
+    for command in (["validate", str(path)], ["build", str(path), "--db", str(tmp_path / "db")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"error: {path}:"), lines[0]
+        assert __import__("re").search(pattern, lines[0]), lines[0]
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "db").exists()
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("version: 1\nname: x\nsource: {kind: synthetic\nfamilies: []\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {path}:4:") and "YAML syntax error" in result.stderr
+
+
+def test_missing_spec_file(tmp_path):
+    result = CliRunner().invoke(main, ["build", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "spec file not found" in result.stderr
+
+
+def test_line_numbers_point_at_the_key(tmp_path):
+    spec = copy.deepcopy(demo_dict())
+    spec["families"][0]["min_margin"] = "wide"
+    path = write_spec(tmp_path, spec)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    line = int(result.stderr.split(":")[2])
+    assert path.read_text().splitlines()[line - 1].strip().startswith("min_margin:")
+
+
+def test_several_mistakes_are_all_reported(tmp_path):
+    spec = demo_dict()
+    spec["families"][0]["min_margin"] = -1
+    spec["families"][1]["questions"][0]["templates"][0] = "{x} {a} {b}"
+    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1  # pydantic errors stop before semantic checks
+    spec["families"][0]["min_margin"] = 0.2
+    spec["families"][0]["questions"][0]["templates"][0] = "{y} {a} {b}"
+    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
+    assert len(result.stderr.strip().splitlines()) == 2
