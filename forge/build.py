@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from forge.plan import compile_spec
 from forge.spec.load import LoadedSpec
+from forge.spec.schema import ModelsPerception
 from forge.store import Store, WriteResult
 
 
@@ -53,10 +54,21 @@ class BuildReport:
         return out
 
 
+def _check_models(loaded: LoadedSpec) -> None:
+    """Fail before any work when a configured model cannot be found (offline machines)."""
+    perception = loaded.spec.perception
+    if isinstance(perception, ModelsPerception):
+        from udfs.loading import resolve_model
+
+        resolve_model(perception.depth.model)
+        resolve_model(perception.grounding.model)
+
+
 def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit: int | None = None,
               echo: Callable[[str], None] = print) -> BuildReport:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    _check_models(loaded)
     plan = compile_spec(loaded, seed=seed, limit=limit)
     store = Store(db)
     spec = loaded.spec

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from daft import DataFrame
 
-from forge.errors import ForgeError
 from forge.perception.annotations import perceive_annotations
+from forge.perception.models import perceive_models
 from forge.perception.synthetic import perceive_synthetic
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import AnnotationsSource, SyntheticSource
+from forge.spec.schema import AnnotationsSource, ImagesSource, ModelsPerception, SyntheticSource
 
 
 def perceive(loaded: LoadedSpec, seed: int, limit: int | None) -> DataFrame:
@@ -22,4 +22,5 @@ def perceive(loaded: LoadedSpec, seed: int, limit: int | None) -> DataFrame:
         return perceive_synthetic(spec.source, seed, percentile, limit)
     if isinstance(spec.source, AnnotationsSource):
         return perceive_annotations(spec.source, loaded.base_dir, percentile, limit)
-    raise ForgeError(f"{loaded.path}: perception.kind: models are not wired into builds yet")
+    assert isinstance(spec.source, ImagesSource) and isinstance(spec.perception, ModelsPerception)
+    return perceive_models(spec.source, spec.perception, loaded.base_dir, percentile, limit)

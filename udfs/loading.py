@@ -1,0 +1,39 @@
+"""Resolve a model id or local folder before any worker starts, so a missing model is one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from huggingface_hub import try_to_load_from_cache
+
+from forge.errors import ForgeError
+
+
+def resolve_model(model: str) -> str:
+    """Return a loadable id/folder, or raise ForgeError saying where forge looked and what to do."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ForgeError(f"model folder {folder} has no config.json; point to a folder written by save_pretrained")
+        return str(folder.resolve())
+    cached = try_to_load_from_cache(model, "config.json")
+    if isinstance(cached, str):
+        return model
+    raise ForgeError(
+        f"model {model!r} is neither a local folder nor in the Hugging Face cache; on a machine with network run "
+        f"`huggingface-cli download {model} --local-dir DIR` and put DIR in the spec"
+    )
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
