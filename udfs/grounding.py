@@ -42,7 +42,8 @@ class GroundingModel:
 
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image]) -> list[list[dict]]:
-        inputs = self.processor(text=[self.vocabulary] * len(images), images=images, return_tensors="pt")
+        inputs = self.processor(text=[self.vocabulary] * len(images), images=images, return_tensors="pt",
+                                padding=True, truncation=True)
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
         outputs = self.model(**inputs)
         sizes = [(max(i.size), max(i.size)) if self.pads_square else (i.height, i.width) for i in images]

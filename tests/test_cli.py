@@ -1,0 +1,74 @@
+"""The CLI as users call it: help, validate, explain, and a custom family from the README."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import REPO, demo_dict, read_table, write_spec
+from forge.cli import main
+from truth import eligible_pairs
+
+
+@pytest.mark.parametrize("command", [[], ["build"], ["validate"], ["explain"]])
+def test_help_explains_every_option(command):
+    result = CliRunner().invoke(main, command + ["--help"])
+    assert result.exit_code == 0
+    if command == ["build"]:
+        for option in ("--db", "--limit", "--seed"):
+            assert option in result.output
+        assert "forge.lancedb" in result.output
+
+
+def test_shipped_specs_validate():
+    result = CliRunner().invoke(main, ["validate", str(REPO / "specs" / "demo.yaml"), str(REPO / "specs" / "depth_order.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": ok (") == 2
+
+
+@pytest.mark.parametrize("spec, operators", [
+    ("demo.yaml", ["RenderSynthetic", "Explode", "Join", "label_count"]),
+    ("depth_order.yaml", ["PerceiveWithModels", "Explode", "Join"]),
+])
+def test_explain_prints_plan_without_running(tmp_path, spec, operators, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["explain", str(REPO / "specs" / spec)])
+    assert result.exit_code == 0, result.output
+    assert "Optimized Logical Plan" in result.output
+    for op in operators:
+        assert op in result.output
+    assert not any(tmp_path.iterdir())  # nothing was built or written
+
+
+ABOVE_BELOW = {
+    "name": "above_below",
+    "relation": {"holds": "a_cy < b_cy", "margin": "abs(a_cy - b_cy)"},
+    "min_margin": 0.1,
+    "questions": [{
+        "answer_type": "yes_no", "choices": ["yes", "no"], "answer": {"if_true": "yes", "if_false": "no"},
+        "templates": ["Is the {a} above the {b} in the image?", "Is the {a} higher up than the {b}?",
+                      "In the picture, is the {a} positioned above the {b}?"],
+    }],
+}
+
+
+def test_custom_relation_family_with_yes_no_answers(tmp_path):
+    spec = demo_dict(images=80)
+    spec["families"] = [ABOVE_BELOW]
+    spec["verify"]["rules"] = [{"name": "near_enough", "keep": "a_depth < 10 AND b_depth < 10"}]
+    path = write_spec(tmp_path, spec)
+    result = CliRunner().invoke(main, ["build", str(path), "--db", str(tmp_path / "db")])
+    assert result.exit_code == 0, result.output
+    assert "near_enough" in result.output
+    rows = read_table(tmp_path / "db").to_pylist()
+    assert rows
+    for row in rows:
+        a_label, b_label = (o["label"] for o in row["objects"])
+        truth = eligible_pairs(row["image_uri"], min_area=0.001)[frozenset((a_label, b_label))]
+        a, b = truth["objects"][a_label], truth["objects"][b_label]
+        assert a.z_front < 10 and b.z_front < 10
+        a_cy, b_cy = (a.box_px[1] + a.box_px[3]) / 2, (b.box_px[1] + b.box_px[3]) / 2
+        assert abs(a_cy - b_cy) / 240 >= 0.1
+        assert row["answer"] == ("yes" if a_cy < b_cy else "no")
+        assert row["choices"] == ["yes", "no"] and row["answer_type"] == "yes_no"
+    assert {r["answer"] for r in rows} == {"yes", "no"}
