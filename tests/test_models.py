@@ -59,6 +59,17 @@ def test_build_with_local_models(tmp_path, models):
         assert row["answer"] in row["choices"]
 
 
+def test_source_path_may_be_an_absolute_glob(tmp_path):
+    from forge.perception.models import list_images
+    from forge.spec.schema import ImagesSource
+
+    write_photos(tmp_path / "photos", count=3)
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    found = list_images(ImagesSource(kind="images", path=str(tmp_path / "photos" / "*.jpg")), tmp_path / "elsewhere")
+    assert [p.rsplit("/", 1)[1] for p in found] == ["p0.jpg", "p1.jpg", "p2.jpg"]
+    assert list_images(ImagesSource(kind="images", path="photos"), tmp_path) == found
+
+
 def test_relative_depth_is_inverted_to_distance(models):
     depth, _ = models
     model = DepthModel(str(depth), pick_device("cpu"))

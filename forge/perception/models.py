@@ -6,6 +6,7 @@ worker loads both models once in `__init__`.
 
 from __future__ import annotations
 
+import glob
 import io
 from pathlib import Path
 
@@ -25,7 +26,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 def list_images(source: ImagesSource, base_dir: Path) -> list[str]:
     """Image files of a folder (recursively) or a glob, sorted so builds are reproducible."""
     folder = base_dir / source.path
-    paths = folder.rglob("*") if folder.is_dir() else base_dir.glob(source.path)
+    paths = folder.rglob("*") if folder.is_dir() else map(Path, glob.glob(str(folder), recursive=True))
     files = sorted(str(p.resolve()) for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ForgeError(f"source.path {source.path!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {base_dir}")

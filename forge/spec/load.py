@@ -7,6 +7,7 @@ from the YAML node tree, so users land on the offending key.
 from __future__ import annotations
 
 import difflib
+import glob
 import hashlib
 import json
 import types
@@ -178,12 +179,12 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
             elif want_dir and not target.is_dir():
                 problems.add(("source", key), f"{target} is not a folder")
     if isinstance(source, ImagesSource):
-        pattern = source.path
-        folder = base / pattern
-        if not any(ch in pattern for ch in "*?[") and not folder.exists():
-            problems.add(("source", "path"), f"{folder} does not exist (a folder or a glob, relative to the spec file)")
-        elif any(ch in pattern for ch in "*?[") and not any(base.glob(pattern)):
-            problems.add(("source", "path"), f"glob {pattern!r} matches no file under {base}")
+        target = base / source.path
+        if not any(ch in source.path for ch in "*?["):
+            if not target.exists():
+                problems.add(("source", "path"), f"{target} does not exist (a folder or a glob, relative to the spec file)")
+        elif not glob.glob(str(target), recursive=True):
+            problems.add(("source", "path"), f"glob {str(target)!r} matches no file")
 
 
 _SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}}
