@@ -45,8 +45,7 @@ def reject_reason(rules: list[tuple[str, Expression]]) -> Expression:
 
     A rule whose expression is null (e.g. a missing depth) counts as failed.
     """
-    reason = None
+    reason = lit(None).cast("string")
     for name, keep in reversed(rules):
-        failed = keep.fill_null(False).__invert__()
-        reason = F.when(failed, lit(name)).otherwise(reason if reason is not None else lit(None).cast("string"))
-    return reason if reason is not None else lit(None).cast("string")
+        reason = F.when(~keep.fill_null(False), lit(name)).otherwise(reason)
+    return reason

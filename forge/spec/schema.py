@@ -11,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
-BUILTIN_RELATIONS = ("depth_order", "left_right")
-
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
