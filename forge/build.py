@@ -11,6 +11,8 @@ from typing import Callable
 
 import pyarrow.compute as pc
 
+from forge.perception.cached_models import ModelRunStats, perceive_models_cached
+from forge.perception.models import RunOptions
 from forge.plan import compile_spec
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import ModelsPerception
@@ -30,6 +32,7 @@ class BuildReport:
     funnel: dict[str, dict[str, int]] = field(default_factory=dict)
     qa_rows: int = 0
     write: WriteResult | None = None
+    models: ModelRunStats | None = None
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -39,6 +42,10 @@ class BuildReport:
                f"  objects       {self.objects}"]
         for reason, count in sorted(self.images_failed.items()):
             out.append(f"    skipped {count}: {reason}")
+        if self.models is not None:
+            m = self.models
+            out.append(f"  perception    depth: {m.depth_run} run, {m.depth_cached} cached; "
+                       f"detections: {m.detections_run} run, {m.detections_cached} cached; {m.duplicates} duplicate images")
         for family, counts in self.funnel.items():
             considered = sum(counts.values())
             out.append(f"  {family}: {considered} pairs considered")
@@ -65,17 +72,21 @@ def _check_models(loaded: LoadedSpec) -> None:
 
 
 def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit: int | None = None,
-              echo: Callable[[str], None] = print) -> BuildReport:
+              echo: Callable[[str], None] = print, options: RunOptions = RunOptions()) -> BuildReport:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     _check_models(loaded)
-    plan = compile_spec(loaded, seed=seed, limit=limit)
+    plan = compile_spec(loaded, seed=seed, limit=limit, options=options)
     store = Store(db)
     spec = loaded.spec
     report = BuildReport(spec.name, loaded.spec_hash, plan.seed, Path(db), spec.output.table)
 
     echo(f"perceiving images ({spec.source.kind}) ...")
-    perceived = plan.perceived.collect()
+    if isinstance(spec.perception, ModelsPerception):
+        lazy, report.models = perceive_models_cached(loaded, store, options, limit, echo)
+        perceived = lazy.collect()
+    else:
+        perceived = plan.perceived.collect()
     records = perceived.select("error", "objects").to_arrow()
     report.images = records.num_rows
     errors = records.column("error").drop_null()

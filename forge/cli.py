@@ -33,6 +33,10 @@ def _user_errors(fn):
 SPEC_ARG = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 SEED_OPT = click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
                         help="Seed for pair order, phrasing and synthetic scenes; overrides the spec's `seed`.")
+DEVICE_OPT = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                          help="Where models run: auto picks CUDA when a GPU is visible (bf16/fp16 there), else CPU.")
+BATCH_OPT = click.option("--batch-size", type=click.IntRange(1, 4096), default=None,
+                         help="Images per model batch; overrides the spec's perception batch_size.")
 LIMIT_OPT = click.option("--limit", type=click.IntRange(min=1), default=None,
                          help="Use only the first N images of the source (quick trial runs).")
 
@@ -75,13 +79,20 @@ def validate(specs: tuple[Path, ...]) -> None:
 @SPEC_ARG
 @SEED_OPT
 @LIMIT_OPT
+@DEVICE_OPT
+@BATCH_OPT
 @_user_errors
-def explain(spec: Path, seed: int | None, limit: int | None) -> None:
-    """Print the optimized Daft plan SPEC compiles to, without running it."""
+def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_size: int | None) -> None:
+    """Print the optimized Daft plan SPEC compiles to, without running it.
+
+    For model perception this is the cold-cache plan; a build runs models only for images
+    missing from the perception cache.
+    """
+    from forge.perception.models import RunOptions
     from forge.plan import compile_spec
     from forge.spec.load import load_spec
 
-    plan = compile_spec(load_spec(spec), seed=seed, limit=limit)
+    plan = compile_spec(load_spec(spec), seed=seed, limit=limit, options=RunOptions(device, batch_size))
     buffer = io.StringIO()
     plan.qa(plan.judged()).explain(show_all=True, file=buffer)
     click.echo(buffer.getvalue())
@@ -93,17 +104,24 @@ def explain(spec: Path, seed: int | None, limit: int | None) -> None:
               show_default=True, help="LanceDB database folder to write the `qa` table into (created if missing).")
 @LIMIT_OPT
 @SEED_OPT
+@DEVICE_OPT
+@BATCH_OPT
+@click.option("--no-cache", is_flag=True, help="Run the models even for images already in the perception cache, replacing their cached outputs.")
 @_user_errors
-def build(spec: Path, db: Path, limit: int | None, seed: int | None) -> None:
+def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str, batch_size: int | None,
+          no_cache: bool) -> None:
     """Run SPEC: perceive images, relate and verify object pairs, write QA rows to --db.
 
     Rebuilding is safe: rows already in the table are not added twice, and rows from an
     older version of the same spec are replaced.
     """
     from forge.build import run_build
+    from forge.perception.models import RunOptions
     from forge.spec.load import load_spec
 
-    report = run_build(load_spec(spec), db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True))
+    options = RunOptions(device=device, batch_size=batch_size, use_cache=not no_cache)
+    report = run_build(load_spec(spec), db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True),
+                       options=options)
     for line in report.lines():
         click.echo(line)
 

@@ -13,6 +13,7 @@ from daft import DataFrame, col
 from forge.objects import object_rows
 from forge.pairs import pair_rows
 from forge.perception import perceive
+from forge.perception.models import RunOptions
 from forge.questions import question_rows
 from forge.relations import BUILTIN_RELATIONS
 from forge.spec.expressions import parse_expression
@@ -72,6 +73,7 @@ class Plan:
         return judged.groupby("family", "reject").agg(col("qa_id").count().alias("pairs"))
 
 
-def compile_spec(loaded: LoadedSpec, seed: int | None = None, limit: int | None = None) -> Plan:
+def compile_spec(loaded: LoadedSpec, seed: int | None = None, limit: int | None = None,
+                 options: RunOptions = RunOptions()) -> Plan:
     seed = loaded.spec.seed if seed is None else seed
-    return Plan(loaded=loaded, seed=seed, perceived=perceive(loaded, seed, limit))
+    return Plan(loaded=loaded, seed=seed, perceived=perceive(loaded, seed, limit, options))

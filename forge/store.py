@@ -72,7 +72,8 @@ class Store:
             raise ForgeError(f"--db {self.path}: exists and is not a folder; give a new or existing database folder")
         self.db = lancedb.connect(str(self.path))
 
-    def _table(self, name: str, schema: pa.Schema):
+    def table(self, name: str, schema: pa.Schema):
+        """Open table `name`, creating it empty when missing; refuse one with another schema."""
         if name in self.db.list_tables().tables:
             table = self.db.open_table(name)
             if table.schema != schema:
@@ -82,7 +83,7 @@ class Store:
 
     def write_qa(self, rows: pa.Table, spec_name: str, spec_hash: str, table_name: str = "qa") -> WriteResult:
         rows = rows.cast(QA_SCHEMA).sort_by("qa_id")
-        table = self._table(table_name, QA_SCHEMA)
+        table = self.table(table_name, QA_SCHEMA)
         stale_filter = f"spec_name = '{spec_name}' AND spec_hash != '{spec_hash}'"
         stale = table.count_rows(stale_filter)
         if stale:
@@ -95,4 +96,4 @@ class Store:
 
     def record_build(self, record: dict) -> None:
         row = dict(record, funnel=json.dumps(record["funnel"], sort_keys=True))
-        self._table("builds", BUILDS_SCHEMA).add(pa.Table.from_pylist([row], schema=BUILDS_SCHEMA))
+        self.table("builds", BUILDS_SCHEMA).add(pa.Table.from_pylist([row], schema=BUILDS_SCHEMA))

@@ -28,7 +28,7 @@ def test_shipped_specs_validate():
 
 @pytest.mark.parametrize("spec, operators", [
     ("demo.yaml", ["RenderSynthetic", "Explode", "Join", "label_count"]),
-    ("depth_order.yaml", ["PerceiveWithModels", "Explode", "Join"]),
+    ("depth_order.yaml", ["IdentifyImages", "PrepareImages", "EstimateDepth", "DetectObjects", "ModelRecord", "Explode", "Join"]),
 ])
 def test_explain_prints_plan_without_running(tmp_path, spec, operators, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -11,7 +12,10 @@ from conftest import read_table, write_spec
 from forge.cli import main
 from forge.perception.synthetic_scene import render_scene
 from tiny_models import save_tiny_depth, save_tiny_owlvit
-from udfs.depth import DepthModel
+from transformers import DPTImageProcessorPil, OwlViTProcessor
+
+from udfs.depth import DepthModel, stored_shape
+from udfs.grounding import GroundingModel
 from udfs.loading import pick_device
 
 VOCAB = ["red cube", "blue cube", "green prism", "yellow cylinder"]
@@ -70,18 +74,122 @@ def test_source_path_may_be_an_absolute_glob(tmp_path):
     assert list_images(ImagesSource(kind="images", path="photos"), tmp_path) == found
 
 
-def test_relative_depth_is_inverted_to_distance(models):
+def test_relative_depth_is_inverted_and_stored_small(models):
     depth, _ = models
     model = DepthModel(str(depth), pick_device("cpu"))
     image = Image.fromarray(render_scene(1, 0, 160, 120, 3, 5).rgb)
-    import torch
-
+    prepared = model.inputs.prepare(image)
+    assert prepared.shape == (56, 56, 3) and prepared.dtype == np.uint8
+    reference = DPTImageProcessorPil.from_pretrained(depth)(images=[prepared], do_resize=False, return_tensors="pt")
     with torch.inference_mode():
-        inputs = model.processor(images=[image.resize((56, 56))], return_tensors="pt", do_resize=False)
-        raw = model.model(**inputs).predicted_depth.float().numpy()[0]
-    [converted] = model([image])
-    assert converted.dtype == np.float32 and converted.shape == raw.shape
-    np.testing.assert_allclose(converted, 1.0 / np.clip(raw, 1e-6, None), rtol=1e-5)
+        raw = model.model(pixel_values=reference["pixel_values"]).predicted_depth.float().numpy()[0]
+    distance = model.predict(prepared[None]).numpy()[0]
+    np.testing.assert_allclose(distance, 1.0 / np.clip(raw, 1e-6, None), rtol=1e-4)
+    [stored] = model(prepared[None], [(160, 120)])
+    assert stored.dtype == np.float16 and stored.shape == stored_shape(160, 120) == (120, 160)
+    assert stored_shape(4000, 3000) == (192, 256)
+    assert np.isfinite(stored).all() and (stored > 0).all()
+
+
+def test_grounding_normalization_matches_the_processor(models):
+    _, owl = models
+    model = GroundingModel(str(owl), pick_device("cpu"), VOCAB, threshold=0.01, max_objects=5)
+    image = Image.fromarray(render_scene(1, 2, 160, 120, 3, 5).rgb)
+    prepared = model.inputs.prepare(image)
+    assert prepared.shape == (64, 64, 3)
+    reference = OwlViTProcessor.from_pretrained(owl)(text=[VOCAB], images=[prepared], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        expected = model.model(**reference)
+    captured = {}
+    original = model.model.forward
+
+    def spy(**kwargs):
+        captured.update(kwargs)
+        return original(**kwargs)
+
+    model.model.forward = spy
+    [objects] = model(prepared[None], [(160, 120)])
+    torch.testing.assert_close(captured["pixel_values"], reference["pixel_values"], atol=1e-3, rtol=1e-3)
+    assert captured["input_ids"].shape == reference["input_ids"].shape
+    assert expected.logits.shape[-1] == len(VOCAB)
+    assert 0 < len(objects) <= 5
+    scores = [o["score"] for o in objects]
+    assert scores == sorted(scores, reverse=True)
+    for obj in objects:
+        assert obj["label"] in VOCAB and 0 <= obj["box"][0] < obj["box"][2] <= 1
+
+
+def _build(tmp_path, spec: dict, *args: str):
+    path = write_spec(tmp_path, spec, name=f"spec_{len(list(tmp_path.glob('spec_*.yaml')))}.yaml")
+    result = CliRunner().invoke(main, ["build", str(path), "--db", str(tmp_path / "db"), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_batch_size_does_not_change_rows(tmp_path, models):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=9)
+    spec = models_spec(str(depth), str(owl))
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "photos").symlink_to(tmp_path / "photos")
+    eight = tmp_path / "eight"
+    eight.mkdir()
+    (eight / "photos").symlink_to(tmp_path / "photos")
+    _build(one, spec, "--batch-size", "1")
+    _build(eight, spec, "--batch-size", "8")
+    first, second = read_table(one / "db"), read_table(eight / "db")
+    assert first.num_rows > 0 and first.equals(second)
+
+
+@pytest.fixture
+def model_calls(monkeypatch):
+    """Images each model wrapper was called on, counted around the real forward."""
+    calls = {"depth": 0, "grounding": 0}
+    for name, cls in (("depth", DepthModel), ("grounding", GroundingModel)):
+        original = cls.__call__
+
+        def counting(self, batch, sizes, _name=name, _original=original):
+            calls[_name] += len(batch)
+            return _original(self, batch, sizes)
+
+        monkeypatch.setattr(cls, "__call__", counting)
+    return calls
+
+
+def test_cache_runs_each_model_only_when_its_inputs_change(tmp_path, models, model_calls):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=5)
+    spec = models_spec(str(depth), str(owl))
+
+    def build_counting(*args: str) -> tuple[dict, str]:
+        before = dict(model_calls)
+        output = _build(tmp_path, spec, *args)
+        return {k: model_calls[k] - before[k] for k in model_calls}, output
+
+    ran, output = build_counting()
+    assert ran == {"depth": 5, "grounding": 5}
+    assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached" in output
+    rows = read_table(tmp_path / "db")
+
+    ran, output = build_counting()
+    assert ran == {"depth": 0, "grounding": 0}
+    assert "depth: 0 run, 5 cached; detections: 0 run, 5 cached" in output
+    assert read_table(tmp_path / "db").equals(rows)
+
+    spec["verify"]["min_score"] = 0.02  # verification and templates never touch perception
+    spec["families"][0]["questions"][0]["templates"][0] = "Which is nearer, the {a} or the {b}?"
+    assert build_counting()[0] == {"depth": 0, "grounding": 0}
+
+    spec["perception"]["grounding"]["vocabulary"] = VOCAB[:3]
+    assert build_counting()[0] == {"depth": 0, "grounding": 5}
+
+    spec["perception"]["depth"]["model"] = str(save_tiny_depth(tmp_path / "other_depth", seed=1))
+    assert build_counting()[0] == {"depth": 5, "grounding": 0}
+
+    ran, output = build_counting("--no-cache")
+    assert ran == {"depth": 5, "grounding": 5}
+    assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached" in output
 
 
 def test_missing_model_is_one_line_error(tmp_path, models):

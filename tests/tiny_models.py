@@ -23,8 +23,8 @@ from transformers import (
 )
 
 
-def save_tiny_depth(folder: Path) -> Path:
-    torch.manual_seed(0)
+def save_tiny_depth(folder: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
     backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                             image_size=56, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
                             reshape_hidden_states=False)

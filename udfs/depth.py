@@ -1,13 +1,22 @@
-"""Monocular depth (Depth Anything / DPT / ZoeDepth) to the depth contract: distance, larger = farther."""
+"""Monocular depth (Depth Anything / DPT / ZoeDepth) to the depth contract: distance, larger = farther.
+
+`DepthInputs` (processor only, no weights) prepares fixed-size uint8 inputs on CPU workers;
+`DepthModel` normalizes them on the device, runs the model, and returns small float16 maps.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
-from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
+from udfs.images import to_square
 from udfs.loading import pick_dtype
+
+STORED_LONG_SIDE = 256  # enough for per-object statistics; 128 KiB per image at most in float16
+FLOAT16_MAX = 65504.0  # inverted near-zero disparity (sky) would overflow float16 to inf
 
 
 def depth_kind(config) -> str:
@@ -17,27 +26,58 @@ def depth_kind(config) -> str:
     return "relative"
 
 
+class DepthInputs:
+    """The model's input geometry and normalization, read from its processor config."""
+
+    def __init__(self, model: str):
+        processor = AutoImageProcessor.from_pretrained(model)
+        size = dict(getattr(processor, "size", None) or {})
+        side = size.get("shortest_edge") or 518
+        self.height, self.width = int(size.get("height") or side), int(size.get("width") or side)
+        self.mean = list(processor.image_mean)
+        self.std = list(processor.image_std)
+        self.rescale = float(getattr(processor, "rescale_factor", 1 / 255))
+        self.kind = depth_kind(AutoConfig.from_pretrained(model))
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        # one fixed input shape: mixed aspect ratios batch together, boxes stay valid as fractions
+        return to_square(image, self.height, self.width, pad_square=False)
+
+
+def stored_shape(width: int, height: int, long_side: int = STORED_LONG_SIDE) -> tuple[int, int]:
+    """(rows, cols) of the stored map: the picture's aspect ratio, long side at most `long_side`."""
+    scale = min(1.0, long_side / max(width, height))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 class DepthModel:
-    """Runs a depth model on batches of PIL images; returns float32 distance maps at model resolution."""
+    """Runs a depth model on batches of prepared uint8 inputs."""
 
     def __init__(self, model: str, device: torch.device):
-        self.processor = AutoImageProcessor.from_pretrained(model)
+        self.inputs = DepthInputs(model)
         self.dtype = pick_dtype(device)
-        self.model = AutoModelForDepthEstimation.from_pretrained(model, dtype=self.dtype).to(device).eval()
         self.device = device
-        self.kind = depth_kind(self.model.config)
-        size = getattr(self.processor, "size", None) or {}
-        side = size.get("height") or size.get("shortest_edge") or 518
-        self.side = int(side)
+        self.model = AutoModelForDepthEstimation.from_pretrained(model, dtype=self.dtype).to(device).eval()
+        self.kind = self.inputs.kind
+        self.mean = torch.tensor(self.inputs.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.inputs.std, device=device).view(1, 3, 1, 1)
 
     @torch.inference_mode()
-    def __call__(self, images: list[Image.Image]) -> list[np.ndarray]:
-        # one fixed square input: boxes stay valid as fractions, and mixed aspect ratios batch together
-        square = [img.resize((self.side, self.side), Image.BILINEAR) for img in images]
-        inputs = self.processor(images=square, return_tensors="pt", do_resize=False)
-        pixels = inputs["pixel_values"].to(self.device, self.dtype)
+    def predict(self, batch: np.ndarray) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, h, w) float32 distance at the model's output resolution."""
+        pixels = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        pixels = ((pixels * self.inputs.rescale - self.mean) / self.std).to(self.dtype)
         predicted = self.model(pixel_values=pixels).predicted_depth.float()
         if self.kind == "relative":
             # relative models predict inverse depth (disparity); invert so larger = farther
             predicted = 1.0 / predicted.clamp(min=1e-6)
-        return [m for m in predicted.cpu().numpy().astype(np.float32)]
+        return predicted
+
+    def __call__(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Distance maps as float16, resized to each picture's aspect ratio (long side <= 256)."""
+        predicted = self.predict(batch)
+        maps = []
+        for depth, (width, height) in zip(predicted, sizes):
+            resized = F.interpolate(depth[None, None], size=stored_shape(width, height), mode="area")[0, 0]
+            maps.append(resized.clamp(max=FLOAT16_MAX).to(torch.float16).cpu().numpy())
+        return maps

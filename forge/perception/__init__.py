@@ -9,18 +9,18 @@ from __future__ import annotations
 from daft import DataFrame
 
 from forge.perception.annotations import perceive_annotations
-from forge.perception.models import perceive_models
+from forge.perception.models import RunOptions, perceive_models
 from forge.perception.synthetic import perceive_synthetic
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import AnnotationsSource, ImagesSource, ModelsPerception, SyntheticSource
 
 
-def perceive(loaded: LoadedSpec, seed: int, limit: int | None) -> DataFrame:
-    """A lazy frame of perception records for the spec's source."""
+def perceive(loaded: LoadedSpec, seed: int, limit: int | None, options: RunOptions) -> DataFrame:
+    """A lazy frame of perception records for the spec's source (models: the cold-cache plan)."""
     spec, percentile = loaded.spec, loaded.spec.objects.depth_percentile
     if isinstance(spec.source, SyntheticSource):
         return perceive_synthetic(spec.source, seed, percentile, limit)
     if isinstance(spec.source, AnnotationsSource):
         return perceive_annotations(spec.source, loaded.base_dir, percentile, limit)
     assert isinstance(spec.source, ImagesSource) and isinstance(spec.perception, ModelsPerception)
-    return perceive_models(spec.source, spec.perception, loaded.base_dir, percentile, limit)
+    return perceive_models(spec.source, spec.perception, loaded.base_dir, percentile, limit, options)

@@ -1,26 +1,62 @@
-"""`perception: models`: photos -> grounding boxes + monocular depth, in batches inside one class UDF.
+"""`perception: models`: photos -> grounded objects with monocular depth, batched and cached.
 
-The UDF class is built per plan so its GPU request and batch size come from the spec; each
-worker loads both models once in `__init__`.
+Stages, each a Daft UDF:
+1. `IdentifyImages` (CPU): content id and true size from the file's bytes and header.
+2. `PrepareImages` (CPU, threads): decode once, resize to each model's fixed input (uint8).
+   Decoding stays off the model workers, which receive full batches of ready tensors.
+3. `EstimateDepth` / `DetectObjects` (GPU when there is one): normalize on the device,
+   run the model, return small float16 depth maps / labelled boxes.
+4. `ModelRecord` (CPU): object depth from the cached map -> the shared perception record.
+A build runs stage 2–3 only for images missing from the perception cache (`cache.py`).
 """
 
 from __future__ import annotations
 
 import glob
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import daft
+import numpy as np
 import torch
-from daft import DataFrame, Series, col
-from PIL import Image, ImageOps
+from daft import DataFrame, DataType, Series, col
+from PIL import Image
 
 from forge.errors import ForgeError
+from forge.perception.cache import cache_key, model_fingerprint
 from forge.perception.depth_stats import object_depth
-from forge.perception.records import PERCEIVED_TYPE, content_id, failed
+from forge.perception.records import PERCEIVED_TYPE
+from forge.spec.schema import DepthModel as DepthSpec
+from forge.spec.schema import GroundingModel as GroundingSpec
 from forge.spec.schema import ImagesSource, ModelsPerception
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+THREADS = max(1, min(16, os.cpu_count() or 1))
+
+ID_TYPE = DataType.struct({"image_id": DataType.string(), "width": DataType.int64(),
+                           "height": DataType.int64(), "error": DataType.string()})
+PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(), "depth_input": DataType.tensor(DataType.uint8()),
+                                 "grounding_input": DataType.tensor(DataType.uint8())})
+DEPTH_TYPE = DataType.struct({"kind": DataType.string(), "rows": DataType.int32(), "cols": DataType.int32(),
+                              "depth": DataType.binary()})
+DETECTIONS_TYPE = DataType.list(DataType.struct({
+    "label": DataType.string(), "score": DataType.float64(), "x1": DataType.float64(), "y1": DataType.float64(),
+    "x2": DataType.float64(), "y2": DataType.float64()}))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How models run: `device` auto|cpu|cuda, an optional batch size overriding the spec's, the cache switch."""
+
+    device: str = "auto"
+    batch_size: int | None = None
+    use_cache: bool = True
+
+    def wants_gpu(self) -> bool:
+        return self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
 
 
 def list_images(source: ImagesSource, base_dir: Path) -> list[str]:
@@ -37,63 +73,186 @@ def perception_label(perception: ModelsPerception) -> str:
     return f"depth={perception.depth.model};grounding={perception.grounding.model}"
 
 
-def _decode(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
-        return ImageOps.exif_transpose(img).convert("RGB")
+def depth_cache_key(spec: DepthSpec) -> str:
+    from udfs.depth import STORED_LONG_SIDE
+
+    return cache_key(model=model_fingerprint(spec.model), stored_long_side=STORED_LONG_SIDE)
 
 
-def model_udf(perception: ModelsPerception, depth_percentile: float, device: str):
-    """A Daft class UDF running grounding and depth on batches of image paths."""
-    from udfs.depth import DepthModel
-    from udfs.grounding import GroundingModel
-    from udfs.loading import pick_device
+def grounding_cache_key(spec: GroundingSpec) -> str:
+    return cache_key(model=model_fingerprint(spec.model), vocabulary=spec.vocabulary, threshold=spec.threshold,
+                     max_objects=spec.max_objects)
 
-    wants_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    batch = min(perception.depth.batch_size, perception.grounding.batch_size)
-    label = perception_label(perception)
 
-    @daft.cls(gpus=1 if wants_gpu else 0, max_concurrency=1)
-    class PerceiveWithModels:
+def _identify(path: str) -> dict:
+    from udfs.images import content_id, read
+
+    try:
+        data = read(path)
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return {"image_id": None, "width": None, "height": None, "error": f"cannot read image: {exc}"}
+    if width < 1 or height < 1:
+        return {"image_id": None, "width": None, "height": None, "error": f"image has no pixels ({width}x{height})"}
+    return {"image_id": content_id(data), "width": width, "height": height, "error": None}
+
+
+@daft.cls
+class IdentifyImages:
+    @daft.method.batch(return_dtype=ID_TYPE)
+    def __call__(self, paths: Series) -> list[dict]:
+        with ThreadPoolExecutor(THREADS) as pool:
+            return list(pool.map(_identify, paths.to_pylist()))
+
+
+@daft.cls
+class PrepareImages:
+    """Decodes each image once and resizes it to the fixed inputs of the models that will run."""
+
+    def __init__(self, depth_model: str | None, grounding_model: str | None):
+        from udfs.depth import DepthInputs
+        from udfs.grounding import GroundingInputs
+
+        self.depth = DepthInputs(depth_model) if depth_model else None
+        self.grounding = GroundingInputs(grounding_model) if grounding_model else None
+        sides = [max(m.height, m.width) for m in (self.depth, self.grounding) if m is not None]
+        self.longest = max(sides)
+
+    def _one(self, path: str) -> dict:
+        from udfs.images import decode, read
+
+        try:
+            image, _ = decode(read(path), self.longest)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            return {"prepare_error": f"cannot decode image: {exc}", "depth_input": None, "grounding_input": None}
+        return {"prepare_error": None,
+                "depth_input": self.depth.prepare(image) if self.depth else None,
+                "grounding_input": self.grounding.prepare(image) if self.grounding else None}
+
+    @daft.method.batch(return_dtype=PREPARED_TYPE)
+    def __call__(self, paths: Series) -> list[dict]:
+        with ThreadPoolExecutor(THREADS) as pool:
+            return list(pool.map(self._one, paths.to_pylist()))
+
+
+def _on_decoded(run, inputs: Series, widths: Series, heights: Series) -> list:
+    """Run a model on the rows that decoded; rows that did not (null input) get null output."""
+    items = inputs.to_pylist()
+    valid = [i for i, item in enumerate(items) if item is not None]
+    out: list = [None] * len(items)
+    if valid:
+        sizes = list(zip(widths.to_pylist(), heights.to_pylist()))
+        results = run(np.stack([items[i] for i in valid]), [sizes[i] for i in valid])
+        for i, result in zip(valid, results):
+            out[i] = result
+    return out
+
+
+def depth_udf(spec: DepthSpec, options: RunOptions):
+    """A class UDF estimating depth; one model per worker, batches of `batch_size` images."""
+
+    @daft.cls(gpus=1 if options.wants_gpu() else 0, max_concurrency=spec.concurrency)
+    class EstimateDepth:
         def __init__(self) -> None:
-            target = pick_device(device)
-            g = perception.grounding
-            self.depth = DepthModel(perception.depth.model, target)
-            self.grounding = GroundingModel(g.model, target, g.vocabulary, g.threshold, g.max_objects)
+            from udfs.depth import DepthModel
+            from udfs.loading import pick_device
 
-        @daft.method.batch(return_dtype=PERCEIVED_TYPE, batch_size=batch)
-        def __call__(self, paths: Series) -> list[dict]:
-            records: list[dict | None] = []
-            images, ids = [], []
-            for path in paths.to_pylist():
-                try:
-                    data = Path(path).read_bytes()
-                    images.append(_decode(data))
-                    ids.append((path, content_id(data)))
-                    records.append(None)
-                except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                    records.append(failed(path, label, f"cannot read image: {exc}"))
-            detections = self.grounding(images) if images else []
-            depths = self.depth(images) if images else []
-            decoded = iter(zip(ids, images, detections, depths))
-            out = []
-            for record in records:
-                if record is not None:
-                    out.append(record)
-                    continue
-                (path, image_id), image, found, depth = next(decoded)
-                objects = [{"idx": i, "label": o["label"], "score": o["score"], "x1": o["box"][0], "y1": o["box"][1],
-                            "x2": o["box"][2], "y2": o["box"][3], "depth": object_depth(depth, o["box"], depth_percentile)}
-                           for i, o in enumerate(found)]
-                out.append({"image_id": image_id, "image_uri": path, "width": image.width, "height": image.height,
-                            "depth_kind": self.depth.kind, "perception": label, "error": None, "objects": objects})
-            return out
+            self.model = DepthModel(spec.model, pick_device(options.device))
 
-    return PerceiveWithModels()
+        @daft.method.batch(return_dtype=DEPTH_TYPE, batch_size=options.batch_size or spec.batch_size)
+        def __call__(self, inputs: Series, widths: Series, heights: Series) -> list[dict | None]:
+            def run(batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[dict]:
+                return [{"kind": self.model.kind, "rows": m.shape[0], "cols": m.shape[1], "depth": m.tobytes()}
+                        for m in self.model(batch, sizes)]
+
+            return _on_decoded(run, inputs, widths, heights)
+
+    return EstimateDepth()
+
+
+def grounding_udf(spec: GroundingSpec, options: RunOptions):
+    """A class UDF detecting the spec's vocabulary; one model per worker."""
+
+    @daft.cls(gpus=1 if options.wants_gpu() else 0, max_concurrency=spec.concurrency)
+    class DetectObjects:
+        def __init__(self) -> None:
+            from udfs.grounding import GroundingModel
+            from udfs.loading import pick_device
+
+            self.model = GroundingModel(spec.model, pick_device(options.device), spec.vocabulary, spec.threshold,
+                                        spec.max_objects)
+
+        @daft.method.batch(return_dtype=DETECTIONS_TYPE, batch_size=options.batch_size or spec.batch_size)
+        def __call__(self, inputs: Series, widths: Series, heights: Series) -> list[list[dict] | None]:
+            def run(batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[list[dict]]:
+                return [[{"label": o["label"], "score": o["score"], "x1": o["box"][0], "y1": o["box"][1],
+                          "x2": o["box"][2], "y2": o["box"][3]} for o in objects] for objects in self.model(batch, sizes)]
+
+            return _on_decoded(run, inputs, widths, heights)
+
+    return DetectObjects()
+
+
+@daft.cls
+class ModelRecord:
+    """Cached model outputs of one image -> the shared perception record, with object depth."""
+
+    def __init__(self, depth_percentile: float, label: str):
+        self.percentile, self.label = depth_percentile, label
+
+    @daft.method(return_dtype=PERCEIVED_TYPE)
+    def __call__(self, image_id: str, uri: str, width: int, height: int, kind: str, rows: int, cols: int,
+                 depth: bytes, detections: list) -> dict:
+        depth_map = np.frombuffer(depth, dtype=np.float16).reshape(rows, cols).astype(np.float32)
+        objects = [{"idx": i, "label": d["label"], "score": d["score"], "x1": d["x1"], "y1": d["y1"], "x2": d["x2"],
+                    "y2": d["y2"], "depth": object_depth(depth_map, (d["x1"], d["y1"], d["x2"], d["y2"]), self.percentile)}
+                   for i, d in enumerate(detections)]
+        return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": kind,
+                "perception": self.label, "error": None, "objects": objects}
+
+
+def identify(files: list[str]) -> DataFrame:
+    """path, image_id, width, height, error for each file."""
+    df = daft.from_pydict({"path": files})
+    return df.select("path", IdentifyImages()(col("path")).alias("id")).select("path", col("id").unnest())
+
+
+def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions,
+               depth: bool = True, grounding: bool = True) -> DataFrame:
+    """Prepare and run the chosen models on identified images (path, image_id, width, height).
+
+    Rows that fail to decode keep their `prepare_error` and get null model outputs.
+    """
+    prepare = PrepareImages(perception.depth.model if depth else None, perception.grounding.model if grounding else None)
+    df = images.with_column("prepared", prepare(col("path"))).select(
+        "path", "image_id", "width", "height", col("prepared").unnest())
+    keep = ["path", "image_id", "width", "height", "prepare_error"]
+    if depth:
+        out = depth_udf(perception.depth, options)(col("depth_input"), col("width"), col("height"))
+        df = df.select(*df.column_names, out.alias("depth_out")).select(*df.column_names, col("depth_out").unnest())
+        keep += ["kind", "rows", "cols", "depth"]
+    if grounding:
+        df = df.with_column("detections", grounding_udf(perception.grounding, options)(
+            col("grounding_input"), col("width"), col("height")))
+        keep.append("detections")
+    return df.select(*keep)
+
+
+def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: float) -> DataFrame:
+    """Perception records from frames holding path, image_id, width, height, kind, rows, cols, depth, detections."""
+    record = ModelRecord(depth_percentile, perception_label(perception))
+    return joined.select(record(col("image_id"), col("path"), col("width"), col("height"), col("kind"), col("rows"),
+                                col("cols"), col("depth"), col("detections")).alias("perceived")).select(
+        col("perceived").unnest())
 
 
 def perceive_models(source: ImagesSource, perception: ModelsPerception, base_dir: Path, depth_percentile: float,
-                    limit: int | None, device: str = "auto") -> DataFrame:
-    files = list_images(source, base_dir)[:limit]
-    udf = model_udf(perception, depth_percentile, device)
-    df = daft.from_pydict({"path": files})
-    return df.select(udf(col("path")).alias("perceived")).select(col("perceived").unnest())
+                    limit: int | None, options: RunOptions) -> DataFrame:
+    """The cold-cache plan: every image through both models (what `forge explain` shows)."""
+    images = identify(list_images(source, base_dir)[:limit])
+    ok = images.where(col("error").is_null()).exclude("error")
+    outputs = run_models(ok, perception, options).where(col("prepare_error").is_null())
+    return records(outputs, perception, depth_percentile)

@@ -58,6 +58,7 @@ Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource], Fiel
 class DepthModel(Model):
     model: str = Field(min_length=1, description="Hugging Face id or local folder")
     batch_size: int = Field(8, ge=1, le=1024)
+    concurrency: int = Field(1, ge=1, le=1024, description="model workers (one per GPU)")
 
 
 class GroundingModel(Model):
@@ -66,6 +67,7 @@ class GroundingModel(Model):
     threshold: float = Field(0.3, gt=0, lt=1)
     max_objects: int = Field(20, ge=1, le=300)
     batch_size: int = Field(8, ge=1, le=1024)
+    concurrency: int = Field(1, ge=1, le=1024, description="model workers (one per GPU)")
 
 
 class SyntheticPerception(Model):

@@ -1,0 +1,86 @@
+"""The perception cache: model outputs per (image content id, model fingerprint + parameters).
+
+Depth maps and detections are cached separately, so a new vocabulary re-runs only the
+detector and a new depth model only depth. Rows are appended batch by batch while models
+run, so an interrupted build keeps every batch it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import daft
+import pyarrow as pa
+
+from forge.store import Store
+
+DEPTH_TABLE, DETECTIONS_TABLE = "perception_depth", "perception_detections"
+
+DEPTH_SCHEMA = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("key", pa.string()),
+    pa.field("kind", pa.string()),
+    pa.field("rows", pa.int32()),
+    pa.field("cols", pa.int32()),
+    pa.field("depth", pa.binary()),  # float16, row-major (rows, cols), distance: larger = farther
+])
+DETECTION_TYPE = pa.struct([
+    pa.field("label", pa.string()), pa.field("score", pa.float64()),
+    pa.field("x1", pa.float64()), pa.field("y1", pa.float64()), pa.field("x2", pa.float64()), pa.field("y2", pa.float64()),
+])
+DETECTIONS_SCHEMA = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("key", pa.string()),
+    pa.field("detections", pa.list_(DETECTION_TYPE)),
+])
+SCHEMAS = {DEPTH_TABLE: DEPTH_SCHEMA, DETECTIONS_TABLE: DETECTIONS_SCHEMA}
+
+CACHE_FORMAT = 1  # bump when what is cached changes meaning
+
+
+def model_fingerprint(model: str) -> str:
+    """Identity of a model's weights: a local folder by its config and weight files, a hub id by revision."""
+    folder = Path(model)
+    if folder.is_dir():
+        digest = hashlib.sha256((folder / "config.json").read_bytes())
+        for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+            stat = weights.stat()
+            digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return f"local:{digest.hexdigest()[:16]}"
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model, "config.json")
+    revision = Path(cached).parent.name if isinstance(cached, str) else "unknown"
+    return f"hub:{model}@{revision}"
+
+
+def cache_key(**params: object) -> str:
+    canonical = json.dumps(dict(params, format=CACHE_FORMAT), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class PerceptionCache:
+    """Reads and appends cached model outputs in the build's database."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def cached_ids(self, table: str, key: str) -> set[str]:
+        if table not in self.store.db.list_tables().tables:
+            return set()
+        rows = self.store.table(table, SCHEMAS[table]).search().where(f"key = '{key}'").select(["image_id"]).to_arrow()
+        return set(rows.column("image_id").to_pylist())
+
+    def add(self, table: str, rows: pa.Table) -> None:
+        """Upsert rows on (image_id, key): one row per image and key, the latest run wins."""
+        if rows.num_rows:
+            target = self.store.table(table, SCHEMAS[table])
+            merge = target.merge_insert(["image_id", "key"]).when_matched_update_all().when_not_matched_insert_all()
+            merge.execute(rows.cast(SCHEMAS[table]))
+
+    def frame(self, table: str, key: str) -> daft.DataFrame:
+        """Lazy cached rows for one key, for joining with the images of a build."""
+        self.store.table(table, SCHEMAS[table])
+        return daft.read_lance(str(self.store.path / f"{table}.lance")).where(daft.col("key") == key).exclude("key")
