@@ -63,7 +63,15 @@ CASES = {
     "bad area range": (_set(["verify", "max_area"], 0.0005), r"verify: min_area \(0\.001\) must be below max_area \(0\.0005\)"),
     "empty vocabulary": (
         lambda s: s.update(source={"kind": "images", "path": "."}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": []}}),
-        r"perception\.grounding\.vocabulary: List should have at least 1 item",
+        r"perception\.grounding\.vocabulary: vocabulary is empty or has blank names",
+    ),
+    "unknown vocabulary": (
+        lambda s: s.update(source={"kind": "images", "path": "."}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": "coco80"}}),
+        r"perception\.grounding\.vocabulary: 'coco80' is neither a built-in vocabulary \(coco, objects365\) nor a file",
+    ),
+    "repeated vocabulary name": (
+        lambda s: s.update(source={"kind": "images", "path": "."}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": ["cup", "dog", "cup"]}}),
+        r"perception\.grounding\.vocabulary: vocabulary repeats 'cup'",
     ),
 }
 
@@ -117,3 +125,20 @@ def test_several_mistakes_are_all_reported(tmp_path):
     spec["families"][0]["questions"][0]["templates"][0] = "{y} {a} {b}"
     result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
     assert len(result.stderr.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize("vocabulary, expected", [
+    ("coco", (80, "person", "toothbrush")),
+    ("objects365", (365, "person", "table tennis ball")),
+    ("labels.txt", (2, "mug", "kettle")),
+])
+def test_vocabulary_from_builtin_or_file(tmp_path, vocabulary, expected):
+    from forge.spec.load import load_spec
+
+    (tmp_path / "labels.txt").write_text("# kitchen\nmug\n\n kettle \n")
+    spec = demo_dict()
+    spec.update(source={"kind": "images", "path": "."},
+                perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": vocabulary}})
+    names = load_spec(write_spec(tmp_path, spec)).spec.perception.grounding.vocabulary
+    assert (len(names), names[0], names[-1]) == expected
+    assert len(set(names)) == len(names)

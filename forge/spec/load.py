@@ -22,8 +22,9 @@ from pydantic import BaseModel, ValidationError
 from forge.errors import ForgeError, SpecError
 from forge.relations import BUILTIN_RELATIONS
 from forge.spec.expressions import parse_expression
-from forge.spec.schema import AnnotationsSource, CustomRelation, ImagesSource, Spec
+from forge.spec.schema import AnnotationsSource, CustomRelation, ImagesSource, ModelsPerception, Spec
 from forge.spec.templates import parse_template, placeholders_used
+from forge.vocabularies import resolve_vocabulary
 
 MAX_SPEC_BYTES = 1 << 20
 KeyPath = tuple[str | int, ...]
@@ -190,6 +191,20 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
 _SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}}
 
 
+def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:
+    """Replace a vocabulary file or built-in name by its list, so hashes and caches see the words."""
+    perception = spec.perception
+    if not isinstance(perception, ModelsPerception):
+        return spec
+    try:
+        names = resolve_vocabulary(perception.grounding.vocabulary, base_dir)
+    except (ValueError, OSError) as exc:
+        problems.add(("perception", "grounding", "vocabulary"), str(exc))
+        return spec
+    grounding = perception.grounding.model_copy(update={"vocabulary": names})
+    return spec.model_copy(update={"perception": perception.model_copy(update={"grounding": grounding})})
+
+
 def _check_semantics(spec: Spec, problems: _Problems) -> None:
     allowed = _SOURCE_PERCEPTION[spec.source.kind]
     if spec.perception.kind not in allowed:
@@ -283,6 +298,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise SpecError(problems.items) from None
     _check_semantics(spec, problems)
     _check_paths(path, spec, problems)
+    spec = _resolve_vocabulary(spec, path.parent, problems)
     if problems.items:
         raise SpecError(problems.items)
     return LoadedSpec(spec=spec, path=path, spec_hash=spec_hash(spec))

@@ -63,7 +63,9 @@ class DepthModel(Model):
 
 class GroundingModel(Model):
     model: str = Field(min_length=1, description="Hugging Face id or local folder")
-    vocabulary: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    vocabulary: Union[list[Annotated[str, Field(min_length=1)]], Annotated[str, Field(min_length=1)]] = Field(
+        description="names to detect: a list, a text file (one per line, relative to the spec), or coco | objects365"
+    )
     threshold: float = Field(0.3, gt=0, lt=1)
     max_objects: int = Field(20, ge=1, le=300)
     batch_size: int = Field(8, ge=1, le=1024)
