@@ -126,5 +126,23 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
         click.echo(line)
 
 
+@main.group()
+def models() -> None:
+    """Manage model weights for machines that run offline."""
+
+
+@models.command("pull")
+@click.argument("model_ids", nargs=-1, required=True)
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=Path("models"), show_default=True,
+              help="Folder to download into; each model lands in <to>/<org>__<name>.")
+@_user_errors
+def pull(model_ids: tuple[str, ...], to: Path) -> None:
+    """Download MODEL_IDS (Hugging Face ids) so specs can name them as local folders offline."""
+    from udfs.loading import pull_model
+
+    for model in model_ids:
+        click.echo(f"{model} -> {pull_model(model, to)}")
+
+
 if __name__ == "__main__":
     main()

@@ -200,4 +200,16 @@ def test_missing_model_is_one_line_error(tmp_path, models):
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert "'no-such-org/no-such-depth-model' is neither a local folder nor in the Hugging Face cache" in result.stderr
+    assert "forge models pull no-such-org/no-such-depth-model --to models" in result.stderr
     assert not (tmp_path / "db").exists()
+
+
+def test_models_pull_without_network_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    result = CliRunner().invoke(main, ["models", "pull", "depth-anything/Depth-Anything-V2-Small-hf", "--to", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot download model 'depth-anything/Depth-Anything-V2-Small-hf': ")
+    assert result.stderr.strip().count("\n") == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from huggingface_hub import try_to_load_from_cache
+from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
 
 from forge.errors import ForgeError
 
@@ -21,9 +21,22 @@ def resolve_model(model: str) -> str:
     if isinstance(cached, str):
         return model
     raise ForgeError(
-        f"model {model!r} is neither a local folder nor in the Hugging Face cache; on a machine with network run "
-        f"`huggingface-cli download {model} --local-dir DIR` and put DIR in the spec"
+        f"model {model!r} is neither a local folder nor in the Hugging Face cache (looked in {folder.resolve()} and "
+        f"{constants.HF_HUB_CACHE}); on a machine with network run `forge models pull {model} --to models` "
+        f"and set the spec's model to the folder it prints"
     )
+
+
+def pull_model(model: str, to: Path) -> Path:
+    """Download a model's files (weights as safetensors, configs, tokenizer) into `to/<org>__<name>`."""
+    target = to / model.replace("/", "__")
+    try:
+        snapshot_download(repo_id=model, local_dir=target,
+                          ignore_patterns=["*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.tflite", "*.ot", "*.gguf"])
+    except Exception as exc:  # hub errors come in many types; all mean the same to the user
+        reason = " ".join(str(exc).split())[:300]
+        raise ForgeError(f"cannot download model {model!r}: {reason} (check the id, the network, and HF_TOKEN for gated models)") from None
+    return target
 
 
 def pick_device(device: str = "auto") -> torch.device:
