@@ -113,7 +113,8 @@ def main() -> None:
         d_pixels = torch.randn(b, 3, 518, 518, device=device, dtype=depth.dtype)
         o_pixels = torch.randn(b, 3, 768, 768, device=device, dtype=owl.dtype)
         t_depth = bare_forward(depth.model, {"pixel_values": d_pixels}, args.images, b, device)
-        t_owl = bare_forward(owl.model, {"pixel_values": o_pixels, **owl._text_for(b)}, args.images, b, device)
+        text = {k: v.repeat(b, 1) for k, v in owl.captions[0][0].items()}
+        t_owl = bare_forward(owl.model, {"pixel_values": o_pixels, **text}, args.images, b, device)
         del depth, owl
         ceiling = args.images / (t_depth + t_owl)
 

@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import read_table, write_spec
 from forge.cli import main
 from forge.perception.synthetic_scene import render_scene
-from tiny_models import save_tiny_depth, save_tiny_owlvit
+from tiny_models import save_tiny_depth, save_tiny_grounding_dino, save_tiny_owlvit
 from transformers import DPTImageProcessorPil, OwlViTProcessor
 
 from udfs.depth import DepthModel, stored_shape
@@ -91,32 +91,72 @@ def test_relative_depth_is_inverted_and_stored_small(models):
     assert np.isfinite(stored).all() and (stored > 0).all()
 
 
-def test_grounding_normalization_matches_the_processor(models):
+def test_owl_scores_and_boxes_match_the_processor(models):
     _, owl = models
     model = GroundingModel(str(owl), pick_device("cpu"), VOCAB, threshold=0.01, max_objects=5)
     image = Image.fromarray(render_scene(1, 2, 160, 120, 3, 5).rgb)
     prepared = model.inputs.prepare(image)
     assert prepared.shape == (64, 64, 3)
-    reference = OwlViTProcessor.from_pretrained(owl)(text=[VOCAB], images=[prepared], return_tensors="pt", padding=True)
+    processor = OwlViTProcessor.from_pretrained(owl)
+    reference = processor(text=[VOCAB], images=[prepared], return_tensors="pt", padding=True)
     with torch.inference_mode():
-        expected = model.model(**reference)
-    captured = {}
-    original = model.model.forward
-
-    def spy(**kwargs):
-        captured.update(kwargs)
-        return original(**kwargs)
-
-    model.model.forward = spy
+        outputs = model.model(**reference)
+    [expected] = processor.post_process_grounded_object_detection(outputs, threshold=0.5, target_sizes=[(120, 160)])
+    scores, boxes = model.scores_and_boxes(prepared[None], [(160, 120)])
+    best, label = scores[0].max(-1)
+    chosen = best >= 0.5
+    assert int(chosen.sum()) == len(expected["scores"]) > 0
+    torch.testing.assert_close(best[chosen], expected["scores"].float(), atol=1e-4, rtol=1e-4)
+    assert label[chosen].tolist() == expected["labels"].tolist()
+    scale = torch.tensor([160, 120, 160, 120])
+    torch.testing.assert_close(boxes[0][chosen] * scale, expected["boxes"].float().clamp(min=0).minimum(scale), atol=1e-3, rtol=1e-4)
     [objects] = model(prepared[None], [(160, 120)])
-    torch.testing.assert_close(captured["pixel_values"], reference["pixel_values"], atol=1e-3, rtol=1e-3)
-    assert captured["input_ids"].shape == reference["input_ids"].shape
-    assert expected.logits.shape[-1] == len(VOCAB)
     assert 0 < len(objects) <= 5
-    scores = [o["score"] for o in objects]
-    assert scores == sorted(scores, reverse=True)
+    found = [o["score"] for o in objects]
+    assert found == sorted(found, reverse=True)
     for obj in objects:
         assert obj["label"] in VOCAB and 0 <= obj["box"][0] < obj["box"][2] <= 1
+
+
+def test_owlv2_boxes_are_mapped_from_the_padded_square(tmp_path):
+    folder = save_tiny_owlvit(tmp_path / "owlv2", version=2)
+    model = GroundingModel(str(folder), pick_device("cpu"), VOCAB, threshold=0.01, max_objects=5)
+    assert model.inputs.pads_square
+    width, height = 160, 80  # wide: the square pads 80 rows below the picture
+    image = Image.fromarray(render_scene(1, 3, width, height, 2, 3).rgb)
+    prepared = model.inputs.prepare(image)
+    assert prepared.shape == (64, 64, 3) and (prepared[40:] == 128).all()  # padding is the bottom half
+    with torch.inference_mode():
+        text = {k: v for k, v in model.captions[0][0].items()}
+        outputs = model.model(pixel_values=model.pixels(prepared[None]), **text)
+    processor = model.inputs.processor
+    [expected] = processor.post_process_grounded_object_detection(outputs, threshold=0.5, target_sizes=[(width, width)])
+    scores, boxes = model.scores_and_boxes(prepared[None], [(width, height)])
+    chosen = scores[0].max(-1).values >= 0.5
+    assert int(chosen.sum()) == len(expected["boxes"]) > 0
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    reference = expected["boxes"].float().clamp(min=0).minimum(scale)
+    torch.testing.assert_close(boxes[0][chosen] * scale, reference, atol=1e-3, rtol=1e-4)
+
+
+def test_grounding_dino_scores_each_name_by_its_tokens(tmp_path):
+    folder = save_tiny_grounding_dino(tmp_path / "dino", max_text_len=12)
+    vocabulary = ["red cube", "blue prism", "green cylinder", "yellow cube", "orange prism"]
+    model = GroundingModel(str(folder), pick_device("cpu"), vocabulary, threshold=0.05, max_objects=4)
+    assert len(model.captions) > 1  # five names do not fit 12 tokens: the vocabulary was split
+    tokenizer = model.inputs.processor.tokenizer
+    for text, spans in model.captions:
+        ids = text["input_ids"][0].tolist()
+        assert len(ids) <= 12
+        named = [tokenizer.decode(ids[lo:hi]) for lo, hi in spans]
+        assert all(name in vocabulary for name in named)
+    image = Image.fromarray(render_scene(1, 0, 200, 150, 3, 5).rgb)
+    prepared = model.inputs.prepare(image)
+    scores, boxes = model.scores_and_boxes(prepared[None], [(200, 150)])
+    assert scores.shape == (1, 20, len(vocabulary)) and boxes.shape == (1, 20, 4)
+    [objects] = model(prepared[None], [(200, 150)])
+    assert 0 < len(objects) <= 4
+    assert all(o["label"] in vocabulary and 0 <= o["box"][0] < o["box"][2] <= 1 for o in objects)
 
 
 def _build(tmp_path, spec: dict, *args: str):

@@ -35,7 +35,10 @@ def save_tiny_depth(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_tiny_owlvit(folder: Path) -> Path:
+def save_tiny_owlvit(folder: Path, version: int = 1) -> Path:
+    """OWL-ViT (version 1) or OWLv2 (version 2), which pads images to a square before detecting."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessorPil, Owlv2Processor
+
     torch.manual_seed(0)
     letters = "abcdefghijklmnopqrstuvwxyz"
     vocab = {c: i for i, c in enumerate(letters)}
@@ -48,7 +51,8 @@ def save_tiny_owlvit(folder: Path) -> Path:
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>")
     end = vocab["<|endoftext|>"]
-    config = OwlViTConfig(
+    config_class = OwlViTConfig if version == 1 else Owlv2Config
+    config = config_class(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, max_position_embeddings=32, bos_token_id=vocab["<|startoftext|>"],
                          eos_token_id=end, pad_token_id=end),
@@ -56,7 +60,35 @@ def save_tiny_owlvit(folder: Path) -> Path:
                            image_size=64, patch_size=16),
         projection_dim=32,
     )
-    OwlViTForObjectDetection(config).save_pretrained(folder)
-    processor = OwlViTImageProcessorPil(size={"height": 64, "width": 64}, crop_size={"height": 64, "width": 64})
-    OwlViTProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
+    if version == 1:
+        OwlViTForObjectDetection(config).save_pretrained(folder)
+        processor = OwlViTImageProcessorPil(size={"height": 64, "width": 64}, crop_size={"height": 64, "width": 64})
+        OwlViTProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
+    else:
+        Owlv2ForObjectDetection(config).save_pretrained(folder)
+        processor = Owlv2ImageProcessorPil(size={"height": 64, "width": 64})
+        Owlv2Processor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_grounding_dino(folder: Path, max_text_len: int = 32) -> Path:
+    """A tiny Grounding DINO (Swin + BERT); `max_text_len` small enough to force caption chunking."""
+    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessorPil, GroundingDinoProcessor, SwinConfig)
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "red", "blue", "green", "yellow", "purple", "orange",
+             "cube", "prism", "cylinder"]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4, image_size=128,
+                          out_indices=[2, 3, 4])
+    text = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1, decoder_layers=2,
+                                 encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                 num_queries=20, num_feature_levels=4, encoder_n_points=2, decoder_n_points=2,
+                                 max_text_len=max_text_len, use_timm_backbone=False)
+    GroundingDinoForObjectDetection(config).save_pretrained(folder)
+    processor = GroundingDinoImageProcessorPil(size={"height": 128, "width": 128})
+    GroundingDinoProcessor(image_processor=processor, tokenizer=BertTokenizer(str(folder / "vocab.txt"))).save_pretrained(folder)
     return folder

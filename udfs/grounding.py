@@ -52,7 +52,12 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> list[int]:
 
 
 class GroundingModel:
-    """Detects a fixed vocabulary in batches of prepared uint8 inputs."""
+    """Detects a fixed vocabulary in batches of prepared uint8 inputs.
+
+    Scores are computed per vocabulary name: OWL models score each name directly; Grounding
+    DINO scores caption tokens, so a name's score is the best score over its own tokens, and
+    a long vocabulary is split into captions that fit the text encoder.
+    """
 
     def __init__(self, model: str, device: torch.device, vocabulary: list[str], threshold: float,
                  max_objects: int, nms_iou: float = 0.5):
@@ -61,41 +66,71 @@ class GroundingModel:
         self.model = AutoModelForZeroShotObjectDetection.from_pretrained(model, dtype=self.dtype).to(device).eval()
         self.vocabulary = list(vocabulary)
         self.threshold, self.max_objects, self.nms_iou = threshold, max_objects, nms_iou
-        self.is_dino = self.inputs.model_type == "grounding-dino"
-        text = ". ".join(self.vocabulary) + "." if self.is_dino else self.vocabulary
-        tokens = self.inputs.processor.tokenizer(text, padding=True, truncation=True, return_tensors="pt")
-        self.text = {k: v.to(device) for k, v in tokens.items()}
+        self.is_dino = self.inputs.model_type in ("grounding-dino", "mm-grounding-dino")
+        tokenizer = self.inputs.processor.tokenizer
+        if self.is_dino:
+            self.captions = self._dino_captions(tokenizer, int(getattr(self.model.config, "max_text_len", 256)))
+        else:
+            tokens = tokenizer(self.vocabulary, padding=True, truncation=True, return_tensors="pt")
+            self.captions = [({k: v.to(device) for k, v in tokens.items()}, None)]
         self.mean = torch.tensor(self.inputs.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(self.inputs.std, device=device).view(1, 3, 1, 1)
 
-    def _text_for(self, batch_size: int) -> dict[str, torch.Tensor]:
-        # OWL takes (batch x queries) rows of text; Grounding DINO one caption per image
-        return {k: v.repeat(batch_size, 1) for k, v in self.text.items()}
+    def _dino_captions(self, tokenizer, max_len: int) -> list[tuple[dict, list[tuple[int, int]]]]:
+        """Captions "a. b. c." that fit the text encoder, with each name's token span."""
+        captions, names, spans, length = [], [], [], 1  # [CLS]
+        pieces = [tokenizer(name, add_special_tokens=False)["input_ids"] for name in self.vocabulary]
+
+        def close() -> None:
+            text = ". ".join(names) + "."
+            tokens = tokenizer(text, return_tensors="pt")
+            ids = tokens["input_ids"][0].tolist()
+            for (lo, hi), piece in zip(spans, (pieces[self.vocabulary.index(n)] for n in names)):
+                if ids[lo:hi] != piece:
+                    raise ValueError(f"cannot locate {names[spans.index((lo, hi))]!r} in the detector's caption tokens")
+            captions.append(({k: v.to(self.device) for k, v in tokens.items()}, list(spans)))
+
+        for name, piece in zip(self.vocabulary, pieces):
+            if length + len(piece) + 2 > max_len and names:
+                close()
+                names, spans, length = [], [], 1
+            spans.append((length, length + len(piece)))
+            names.append(name)
+            length += len(piece) + 1  # the name, then "."
+        close()
+        return captions
+
+    def pixels(self, batch: np.ndarray) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> normalized (B, 3, H, W) on the device, as the processor would make them."""
+        pixels = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        return ((pixels * self.inputs.rescale - self.mean) / self.std).to(self.dtype)
 
     @torch.inference_mode()
+    def scores_and_boxes(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, queries, names) scores and (B, queries, 4) boxes as x1, y1, x2, y2 fractions of each picture."""
+        pixels = self.pixels(batch)
+        scores, boxes = [], None
+        for text, spans in self.captions:
+            outputs = self.model(pixel_values=pixels, **{k: v.repeat(len(batch), 1) for k, v in text.items()})
+            logits = outputs.logits.float().sigmoid()
+            scores.append(logits if spans is None else torch.stack([logits[..., lo:hi].amax(-1) for lo, hi in spans], -1))
+            boxes = outputs.pred_boxes.float()
+        cx, cy, w, h = boxes.unbind(-1)
+        corners = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+        if self.inputs.pads_square:  # fractions of the padded square -> fractions of the picture
+            sides = torch.tensor([[max(wi, hi) / wi, max(wi, hi) / hi] for wi, hi in sizes], device=corners.device)
+            corners = corners * sides.repeat(1, 2)[:, None, :]
+        return torch.cat(scores, -1), corners.clamp(0, 1)
+
     def __call__(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[list[dict]]:
         """Per image: [{label, score, box: (x1, y1, x2, y2) fractions of the picture}] by score."""
-        pixels = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        pixels = ((pixels * self.inputs.rescale - self.mean) / self.std).to(self.dtype)
-        text = self._text_for(len(batch))
-        outputs = self.model(pixel_values=pixels, **text)
-        targets = [(max(w, h), max(w, h)) if self.inputs.pads_square else (h, w) for w, h in sizes]
-        post = self.inputs.processor.post_process_grounded_object_detection
-        labels_in = [self.vocabulary] * len(batch)
-        if self.is_dino:
-            results = post(outputs, input_ids=text["input_ids"], threshold=self.threshold,
-                           text_threshold=self.threshold, target_sizes=targets, text_labels=labels_in)
-        else:
-            results = post(outputs, threshold=self.threshold, target_sizes=targets, text_labels=labels_in)
-        return [self._objects(result, width, height) for result, (width, height) in zip(results, sizes)]
-
-    def _objects(self, result: dict, width: int, height: int) -> list[dict]:
-        boxes, scores = result["boxes"].float().cpu(), result["scores"].float().cpu()
-        labels = result.get("text_labels") or [self.vocabulary[int(i)] for i in result["labels"]]
-        objects = []
-        for i in nms(boxes, scores, self.nms_iou)[: self.max_objects]:
-            x1, y1, x2, y2 = boxes[i].tolist()
-            box = (max(x1 / width, 0.0), max(y1 / height, 0.0), min(x2 / width, 1.0), min(y2 / height, 1.0))
-            if box[2] > box[0] and box[3] > box[1] and labels[i] in self.vocabulary:
-                objects.append({"label": labels[i], "score": float(scores[i]), "box": box})
-        return objects
+        scores, boxes = self.scores_and_boxes(batch, sizes)
+        found = []
+        for image_scores, image_boxes in zip(scores.cpu(), boxes.cpu()):
+            best, label = image_scores.max(-1)
+            keep = (best >= self.threshold) & (image_boxes[:, 2] > image_boxes[:, 0]) & (image_boxes[:, 3] > image_boxes[:, 1])
+            idx = keep.nonzero().flatten()
+            chosen = [int(idx[i]) for i in nms(image_boxes[idx], best[idx], self.nms_iou)][: self.max_objects]
+            found.append([{"label": self.vocabulary[int(label[q])], "score": float(best[q]),
+                           "box": tuple(float(v) for v in image_boxes[q])} for q in chosen])
+        return found
