@@ -11,20 +11,21 @@ import daft
 from daft import DataFrame, col
 
 from forge.objects import object_rows
-from forge.pairs import pair_rows
+from forge.pairs import object_tuples
 from forge.perception import perceive
 from forge.perception.models import RunOptions
 from forge.questions import question_rows
-from forge.relations import BUILTIN_RELATIONS
-from forge.spec.expressions import parse_expression
+from forge.relations import Relation, relation_for
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import CustomRelation, Family
+from forge.spec.schema import Family
 from forge.verify import reject_reason, rules_for
 
 QA_COLUMNS = (
     "qa_id", "image_id", "image_uri", "family", "template_id", "question", "answer", "answer_type",
     "choices", "objects", "margin", "spec_name", "spec_hash", "perception", "depth_kind", "seed",
 )
+LINEAGE_COLUMNS = ("spec_name", "spec_hash", "seed")  # the same for every row of a build
+JUDGED_COLUMNS = tuple(c for c in QA_COLUMNS if c not in LINEAGE_COLUMNS) + ("holds", "reject")
 
 
 @dataclass(frozen=True)
@@ -36,25 +37,24 @@ class Plan:
     perceived: DataFrame
 
     def judged(self, perceived: DataFrame | None = None) -> DataFrame:
-        """Every pair of every family with `margin`, `holds` and `reject` (null = kept)."""
-        base = perceived if perceived is not None else self.perceived
-        pairs = pair_rows(object_rows(base), self.seed)
-        frames = [self._judge(pairs, family) for family in self.loaded.spec.families]
-        out = frames[0]
-        for frame in frames[1:]:
-            out = out.concat(frame)
-        return out
+        """Every candidate of every family with `margin`, `holds` and `reject` (null = kept)."""
+        spec = self.loaded.spec
+        objects = object_rows(perceived if perceived is not None else self.perceived, spec.objects.horizontal_fov_deg)
+        tuples: dict[int, DataFrame] = {}
+        frames = []
+        for family in spec.families:
+            relation = relation_for(family)
+            if relation.arity not in tuples:
+                tuples[relation.arity] = object_tuples(objects, relation.arity, self.seed)
+            frames.append(self._judge(tuples[relation.arity], family, relation))
+        return _concat_families(frames)
 
-    def _judge(self, pairs: DataFrame, family: Family) -> DataFrame:
-        if isinstance(family.relation, CustomRelation):
-            holds, margin = parse_expression(family.relation.holds), parse_expression(family.relation.margin)
-        else:
-            builtin = BUILTIN_RELATIONS[family.relation]
-            holds, margin = builtin.holds, builtin.margin
-        judged = pairs.with_columns({"holds": holds.fill_null(False), "margin": margin.cast("float64")})
-        rules = rules_for(self.loaded.spec, family, daft.col("margin"))
-        judged = judged.with_column("reject", reject_reason(rules))
-        return question_rows(judged, family, col("holds"), self.loaded.spec_hash, self.seed)
+    def _judge(self, tuples: DataFrame, family: Family, relation: Relation) -> DataFrame:
+        holds = relation.holds if relation.holds is not None else daft.lit(True)
+        judged = tuples.with_columns({"holds": holds.fill_null(False), "margin": relation.margin.cast("float64")})
+        judged = judged.with_column("reject", reject_reason(rules_for(self.loaded.spec, family, relation, col("margin"))))
+        judged = question_rows(judged, family, relation, self.loaded.spec_hash, self.seed)
+        return judged.select(*JUDGED_COLUMNS)
 
     def qa(self, judged: DataFrame) -> DataFrame:
         """Kept rows in the `qa` table's columns."""
@@ -66,11 +66,18 @@ class Plan:
 
     def rule_names(self, family: Family) -> list[str]:
         """Verification rule names in the order they are applied (the funnel's order)."""
-        return [name for name, _ in rules_for(self.loaded.spec, family, daft.col("margin"))]
+        return [name for name, _ in rules_for(self.loaded.spec, family, relation_for(family), col("margin"))]
 
     def funnel(self, judged: DataFrame) -> DataFrame:
         """Pairs per (family, reject reason); reason null counts the kept ones."""
         return judged.groupby("family", "reject").agg(col("qa_id").count().alias("pairs"))
+
+
+def _concat_families(frames: list[DataFrame]) -> DataFrame:
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.concat(frame)
+    return out
 
 
 def compile_spec(loaded: LoadedSpec, seed: int | None = None, limit: int | None = None,

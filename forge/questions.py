@@ -1,8 +1,8 @@
-"""Question rows from verified pairs: templates, answers and choices as expressions.
+"""Question rows from verified tuples: templates, answers and choices as expressions.
 
-Templates are compiled into string concatenations of literals and label columns, and the
-phrasing for each pair is picked by a seeded hash, so text generation stays columnar and
-reproducible.
+Templates are compiled into string concatenations of literals, object labels ({a}, {b},
+{c}) and relation values ({box}, {distance}, ...), and the phrasing for each tuple is
+picked by a seeded hash, so text generation stays columnar and reproducible.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from daft import DataFrame, Expression, col, lit
+from daft import DataFrame, DataType, Expression, col, lit
 
 import daft.functions as F
 
-from forge.spec.schema import Family, QuestionForm
+from forge.relations import Relation
+from forge.spec.expressions import SIDES
+from forge.spec.schema import Answer, Family, QuestionForm
 from forge.spec.templates import parse_template
+
+NO_CHOICES = lit([]).cast(DataType.list(DataType.string()))
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,15 @@ class _Template:
     text: str
 
 
-def render(template: str) -> Expression:
-    """A template as a string expression: literals plus `a_label`/`b_label` columns."""
+def render(template: str, relation: Relation) -> Expression:
+    """A template as a string expression: literals, object labels and relation values."""
+    allowed = tuple(SIDES[: relation.arity]) + tuple(relation.values)
     expr: Expression | None = None
-    for literal, field in parse_template(template):
-        for piece in ([lit(literal)] if literal else []) + ([col(f"{field}_label")] if field else []):
+    for literal, field in parse_template(template, allowed):
+        pieces = [lit(literal)] if literal else []
+        if field is not None:
+            pieces.append(relation.values[field] if field in relation.values else col(f"{field}_label"))
+        for piece in pieces:
             expr = piece if expr is None else expr + piece
     return expr if expr is not None else lit("")
 
@@ -53,28 +61,32 @@ def _box(side: str) -> Expression:
     return F.to_list(*(col(f"{side}_{k}") for k in ("x1", "y1", "x2", "y2")))
 
 
-def question_rows(pairs: DataFrame, family: Family, holds: Expression, spec_hash: str, seed: int) -> DataFrame:
-    """Add template_id, question, answer, answer_type, choices, objects and qa_id to kept pairs."""
+def _answer(form: QuestionForm, relation: Relation) -> Expression:
+    if isinstance(form.answer, Answer):
+        return F.when(col("holds"), render(form.answer.if_true, relation)).otherwise(render(form.answer.if_false, relation))
+    return render(form.answer, relation)
+
+
+def question_rows(tuples: DataFrame, family: Family, relation: Relation, spec_hash: str, seed: int) -> DataFrame:
+    """Add template_id, question, answer, answer_type, choices, objects and qa_id."""
     templates = _templates(family)
-    # salted by purpose and family so the pick is independent of the pair-order hash
-    pick = F.hash(col("image_id"), col("a_idx"), col("b_idx"), lit(f"template/{family.name}"), seed=seed) % len(templates)
+    sides = SIDES[: relation.arity]
+    indexes = [col(f"{side}_idx") for side in sides]
+    # salted by purpose and family so the pick is independent of the tuple-order hash
+    pick = F.hash(col("image_id"), *indexes, lit(f"template/{family.name}"), seed=seed) % len(templates)
     template_id = _per_template(pick, templates, lambda t: lit(t.template_id))
-    return pairs.with_columns(
+    return tuples.with_columns(
         {
             "family": lit(family.name),
             "template_id": template_id,
-            "question": _per_template(pick, templates, lambda t: render(t.text)),
-            "answer": _per_template(
-                pick, templates, lambda t: F.when(holds, render(t.form.answer.if_true)).otherwise(render(t.form.answer.if_false))
-            ),
+            "question": _per_template(pick, templates, lambda t: render(t.text, relation)),
+            "answer": _per_template(pick, templates, lambda t: _answer(t.form, relation)),
             "answer_type": _per_template(pick, templates, lambda t: lit(t.form.answer_type)),
-            "choices": _per_template(pick, templates, lambda t: F.to_list(*(render(c) for c in t.form.choices))),
-            "objects": F.to_list(
-                F.to_struct(label=col("a_label"), box=_box("a")),
-                F.to_struct(label=col("b_label"), box=_box("b")),
+            "choices": _per_template(
+                pick, templates,
+                lambda t: F.to_list(*(render(c, relation) for c in t.form.choices)) if t.form.choices else NO_CHOICES,
             ),
-            "qa_id": F.hash(
-                col("image_id"), col("a_idx"), col("b_idx"), template_id, lit(spec_hash), hash_function="sha1"
-            ).cast("string"),
+            "objects": F.to_list(*(F.to_struct(label=col(f"{side}_label"), box=_box(side)) for side in sides)),
+            "qa_id": F.hash(col("image_id"), *indexes, template_id, lit(spec_hash), hash_function="sha1").cast("string"),
         }
     )

@@ -1,41 +1,51 @@
 """Verification rules as boolean expressions, and the funnel of what each rule dropped.
 
-Rules run in a fixed order and a pair is charged to the first rule it fails, so the funnel
-(considered -> dropped per rule -> kept) adds up exactly.
+Rules run in a fixed order and a row is charged to the first rule it fails, so the funnel
+(considered -> dropped per rule -> kept) adds up exactly. Object rules apply to every
+object the family names (a, b, c).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from daft import Expression, col, lit
 
 import daft.functions as F
 
-from forge.spec.expressions import parse_expression
+from forge.relations import Relation
+from forge.spec.expressions import SIDES, columns_for, parse_expression, required_arity
 from forge.spec.schema import Family, Spec
 
 MARGIN_RULE = "min_margin"
 
 
-def _both(template: str, test) -> Expression:
-    return test(col(template.format("a"))) & test(col(template.format("b")))
+def _every(sides: str, column: str, test: Callable[[Expression], Expression]) -> Expression:
+    result = test(col(f"a_{column}"))
+    for side in sides[1:]:
+        result = result & test(col(f"{side}_{column}"))
+    return result
 
 
-def rules_for(spec: Spec, family: Family, margin: Expression) -> list[tuple[str, Expression]]:
+def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression) -> list[tuple[str, Expression]]:
     """(name, keep-expression) pairs in evaluation order for one family."""
-    v = spec.verify
+    v, sides = spec.verify, SIDES[: relation.arity]
     rules: list[tuple[str, Expression]] = []
     if v.min_score > 0:
-        rules.append(("min_score", _both("{}_score", lambda c: c >= v.min_score)))
+        rules.append(("min_score", _every(sides, "score", lambda c: c >= v.min_score)))
     if v.min_area > 0:
-        rules.append(("min_area", _both("{}_area", lambda c: c >= v.min_area)))
+        rules.append(("min_area", _every(sides, "area", lambda c: c >= v.min_area)))
     if v.max_area < 1:
-        rules.append(("max_area", _both("{}_area", lambda c: c <= v.max_area)))
+        rules.append(("max_area", _every(sides, "area", lambda c: c <= v.max_area)))
     if v.drop_truncated:
-        rules.append(("truncated", _both("{}_truncated", lambda c: ~c)))
+        rules.append(("truncated", _every(sides, "truncated", lambda c: ~c)))
     if v.unique_labels:
-        rules.append(("unique_labels", _both("{}_label_count", lambda c: c == 1)))
+        rules.append(("unique_labels", _every(sides, "label_count", lambda c: c == 1)))
+    if relation.needs_metric:
+        rules.append(("metric_depth", col("depth_kind") == "metric"))
     for rule in v.rules:
-        rules.append((rule.name, parse_expression(rule.keep)))
+        if required_arity(rule.keep) <= relation.arity:  # a rule about b_* does not apply to one-object families
+            rules.append((rule.name, parse_expression(rule.keep, columns_for(relation.arity))))
     rules.append((MARGIN_RULE, margin >= family.min_margin))
     return rules
 

@@ -44,7 +44,7 @@ CASES = {
     "unknown placeholder": (_set(T0 + ["templates", 2], "Is the {a} nearer than the {c}?"), r"families\[0\]\.questions\[0\]\.templates\[2\]: unknown placeholder \{c\} \(allowed: \{a\}, \{b\}\)"),
     "template misses object": (_set(T0 + ["templates", 1], "Which is closer, the {a}?"), r"templates\[1\]: template never names \{b\}"),
     "too few phrasings": (_set(T0 + ["templates"], ["Which is closer, {a} or {b}?"]), r"questions\[0\]\.templates: List should have at least 3 items"),
-    "unknown relation": (_set(["families", 0, "relation"], "depth_ordr"), r"families\[0\]\.relation: Input should be 'depth_order' or 'left_right'"),
+    "unknown relation": (_set(["families", 0, "relation"], "depth_ordr"), r"families\[0\]\.relation: Input should be 'grounding', .*'depth_order'.*got 'depth_ordr'"),
     "bad expression": (_set(["families", 0, "relation"], {"holds": "a_depth <", "margin": "1"}), r"families\[0\]\.relation\.holds: cannot parse expression"),
     "unknown column": (_set(["families", 0, "relation"], {"holds": "a_dept < b_depth", "margin": "1"}), r"relation\.holds: unknown column 'a_dept'.*did you mean a_depth\?"),
     "forbidden function": (_set(["verify", "rules"], [{"name": "x", "keep": "url_download(a_label) IS NULL"}]), r"verify\.rules\[0\]\.keep: function 'url_download' is not allowed"),

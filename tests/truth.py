@@ -13,6 +13,11 @@ from forge.perception.synthetic import render_uri
 TRUNCATION_PX = 1
 
 
+def _gap(a_low: int, a_high: int, b_low: int, b_high: int) -> float:
+    """Gap between two pixel intervals along an axis, ordered by their centres (negative = overlap)."""
+    return b_low - a_high if a_low + a_high < b_low + b_high else a_low - b_high
+
+
 def eligible_pairs(uri: str, min_area: float) -> dict[frozenset, dict]:
     """Unordered pairs a demo-like spec may ask about, keyed by label pair, with exact geometry."""
     scene = render_uri(uri)
@@ -32,7 +37,8 @@ def eligible_pairs(uri: str, min_area: float) -> dict[frozenset, dict]:
             pairs[frozenset((a.label, b.label))] = {
                 "objects": {a.label: a, b.label: b},
                 "depth_margin": (far - near) / near,
-                "lr_margin": abs((a.box_px[0] + a.box_px[2]) - (b.box_px[0] + b.box_px[2])) / 2 / width,
+                "lr_margin": _gap(a.box_px[0], a.box_px[2], b.box_px[0], b.box_px[2]) / width,
+                "ab_margin": _gap(a.box_px[1], a.box_px[3], b.box_px[1], b.box_px[3]) / height,
                 "width": width,
             }
     return pairs

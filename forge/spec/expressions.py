@@ -30,7 +30,20 @@ OBJECT_COLUMNS: dict[str, str] = {
     "truncated": "box touches the image border (true/false)",
     "label_count": "how many objects in the image share this label",
 }
-PAIR_COLUMNS: frozenset[str] = frozenset(f"{side}_{name}" for side in "ab" for name in OBJECT_COLUMNS)
+IMAGE_COLUMNS: dict[str, str] = {
+    "width": "image width in pixels",
+    "height": "image height in pixels",
+    "fov_scale": "2·tan(horizontal field of view / 2): metres across the image per metre of depth",
+}
+SIDES = "abc"
+
+
+def columns_for(arity: int) -> frozenset[str]:
+    """Columns an expression may use in a family reading `arity` objects (a_*, b_*, c_*)."""
+    return frozenset(f"{side}_{name}" for side in SIDES[:arity] for name in OBJECT_COLUMNS) | frozenset(IMAGE_COLUMNS)
+
+
+PAIR_COLUMNS = columns_for(2)
 
 ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
     {
@@ -77,6 +90,14 @@ def _suggest(word: str, options: frozenset[str] | set[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def required_arity(text: str) -> int:
+    """How many objects (a=1, b=2, c=3) a parsed-clean expression refers to."""
+    found = _Collector()
+    found.visit(daft.sql_expr(text))
+    sides = [SIDES.index(name[0]) + 1 for name in found.columns if name[:2] in ("a_", "b_", "c_")]
+    return max(sides, default=1)
+
+
 def parse_expression(text: str, columns: frozenset[str] = PAIR_COLUMNS) -> Expression:
     """Parse SQL expression text; raise ValueError with a one-line reason if it is not acceptable."""
     if not text.strip():
@@ -93,7 +114,9 @@ def parse_expression(text: str, columns: frozenset[str] = PAIR_COLUMNS) -> Expre
         raise ValueError(f"unsupported expression {text!r}: {exc}") from None
     for name in sorted(found.columns):
         if name not in columns:
-            raise ValueError(f"unknown column {name!r} in {text!r}{_suggest(name, columns)}; columns are a_<name>/b_<name> for name in: {', '.join(OBJECT_COLUMNS)}")
+            raise ValueError(f"unknown column {name!r} in {text!r}{_suggest(name, columns)}; columns are <side>_<name> "
+                             f"for the family's objects (a, b, c) and name in: {', '.join(OBJECT_COLUMNS)}; "
+                             f"and {', '.join(IMAGE_COLUMNS)}")
     for name in sorted(found.functions):
         if name not in ALLOWED_FUNCTIONS:
             raise ValueError(f"function {name!r} is not allowed in spec expressions (use arithmetic, comparisons, CASE and math functions)")

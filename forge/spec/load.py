@@ -20,9 +20,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from forge.errors import ForgeError, SpecError
-from forge.relations import BUILTIN_RELATIONS
-from forge.spec.expressions import parse_expression
-from forge.spec.schema import AnnotationsSource, CustomRelation, ImagesSource, ModelsPerception, Spec
+from forge.relations import Relation, relation_for
+from forge.spec.expressions import columns_for, parse_expression
+from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
+                               ModelsPerception, QuestionForm, Spec)
 from forge.spec.templates import parse_template, placeholders_used
 from forge.vocabularies import resolve_vocabulary
 
@@ -211,7 +212,7 @@ def _check_semantics(spec: Spec, problems: _Problems) -> None:
         problems.add(("perception", "kind"), f"source kind {spec.source.kind!r} needs perception {' or '.join(sorted(allowed))}, not {spec.perception.kind!r}")
     for i, rule in enumerate(spec.verify.rules):
         try:
-            parse_expression(rule.keep)
+            parse_expression(rule.keep, columns_for(3))
         except ValueError as exc:
             problems.add(("verify", "rules", i, "keep"), str(exc))
     names = [rule.name for rule in spec.verify.rules]
@@ -224,46 +225,78 @@ def _check_semantics(spec: Spec, problems: _Problems) -> None:
         if family.name in family_names[:fi]:
             problems.add(where + ("name",), f"duplicate family name {family.name!r}")
         if isinstance(family.relation, CustomRelation):
+            broken = False
             for key in ("holds", "margin"):
                 try:
-                    parse_expression(getattr(family.relation, key))
+                    parse_expression(getattr(family.relation, key), columns_for(family.relation.arity))
                 except ValueError as exc:
                     problems.add(where + ("relation", key), str(exc))
-        else:
-            ceiling = BUILTIN_RELATIONS[family.relation].max_margin
-            if family.min_margin >= ceiling:
-                problems.add(where + ("min_margin",), f"{family.min_margin} can never be reached: {family.relation} margins are below {ceiling}")
+                    broken = True
+            if broken:
+                continue
+        relation = relation_for(family)
+        if family.min_margin >= relation.max_margin:
+            problems.add(where + ("min_margin",), f"{family.min_margin} can never be reached: {family.relation} margins are below {relation.max_margin}")
         for qi, form in enumerate(family.questions):
-            _check_form(form, where + ("questions", qi), problems)
+            _check_form(form, relation, where + ("questions", qi), problems)
 
 
-def _check_form(form: Any, where: KeyPath, problems: _Problems) -> None:
+def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems: _Problems) -> None:
+    sides = tuple("abc"[: relation.arity])
+    allowed = sides + tuple(relation.values)
+    comparative = relation.holds is not None
+    answers: list[str] = []
+    if comparative:
+        if form.answer_type not in COMPARATIVE_TYPES:
+            problems.add(where + ("answer_type",), f"this relation decides between two answers: use two_choice or yes_no, not {form.answer_type}")
+        if not isinstance(form.answer, Answer):
+            problems.add(where + ("answer",), "this relation decides between two answers: give {if_true: ..., if_false: ...}")
+            return
+        if len(form.choices) != 2:
+            problems.add(where + ("choices",), "give the two choices the answer picks from")
+            return
+        answers = list(form.choices)
+        if form.choices[0] == form.choices[1]:
+            problems.add(where + ("choices",), "the two choices must differ")
+        if form.answer_type == "yes_no" and list(form.choices) != ["yes", "no"]:
+            problems.add(where + ("choices",), "yes_no questions have choices [yes, no]")
+        for key in ("if_true", "if_false"):
+            value = getattr(form.answer, key)
+            if value not in form.choices:
+                problems.add(where + ("answer", key), f"{value!r} is not one of the choices {list(form.choices)}")
+        if form.answer.if_true == form.answer.if_false:
+            problems.add(where + ("answer",), "if_true and if_false must differ, or every answer would be the same")
+    else:
+        if form.answer_type in COMPARATIVE_TYPES:
+            problems.add(where + ("answer_type",), f"this relation has no two-way answer: use one of box, point, number, label, not {form.answer_type}")
+        if not isinstance(form.answer, str):
+            problems.add(where + ("answer",), f"give the answer as a template using {', '.join('{' + v + '}' for v in allowed)}")
+            return
+        if form.choices:
+            problems.add(where + ("choices",), "open answers take no choices")
+        answers = [form.answer]
+    answer_fields: set[str] = set()
+    for ci, text in enumerate(answers):
+        try:
+            answer_fields.update(placeholders_used(text, allowed))
+        except ValueError as exc:
+            problems.add(where + (("choices", ci) if comparative else ("answer",)), str(exc))
     for ti, template in enumerate(form.templates):
         try:
-            used = placeholders_used(template)
+            used = placeholders_used(template, allowed)
         except ValueError as exc:
             problems.add(where + ("templates", ti), str(exc))
             continue
-        missing = [p for p in ("a", "b") if p not in used]
+        # comparative questions must name every object; open answers may name one (referring: "{a}")
+        missing = [s for s in sides if s not in used and (comparative or s not in answer_fields)]
         if missing:
-            problems.add(where + ("templates", ti), f"template never names {{{missing[0]}}}: a question must name both objects")
+            where_named = "the question" if comparative else "the question or the answer"
+            problems.add(where + ("templates", ti), f"template never names {{{missing[0]}}}: every object must appear in {where_named}")
+        named = [s for s in dict.fromkeys(used) if s in sides]
+        if named != sorted(named):
+            problems.add(where + ("templates", ti), f"name objects in order {', '.join('{' + s + '}' for s in sides)}: the stored objects follow that order")
         if template in form.templates[:ti]:
             problems.add(where + ("templates", ti), "duplicate template")
-    for ci, choice in enumerate(form.choices):
-        try:
-            parse_template(choice)
-        except ValueError as exc:
-            problems.add(where + ("choices", ci), str(exc))
-    if form.choices[0] == form.choices[1]:
-        problems.add(where + ("choices",), "the two choices must differ")
-    if form.answer_type == "yes_no" and list(form.choices) != ["yes", "no"]:
-        problems.add(where + ("choices",), "yes_no questions have choices [yes, no]")
-    for key in ("if_true", "if_false"):
-        value = getattr(form.answer, key)
-        if value not in form.choices:
-            problems.add(where + ("answer", key), f"{value!r} is not one of the choices {list(form.choices)}")
-    if form.answer.if_true == form.answer.if_false:
-        problems.add(where + ("answer",), "if_true and if_false must differ, or every answer would be the same")
 
 
 def spec_hash(spec: Spec) -> str:

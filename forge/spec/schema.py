@@ -95,6 +95,9 @@ class ObjectsSpec(Model):
     depth_percentile: float = Field(
         10.0, gt=0, lt=100, description="object depth = this percentile of depth inside its box (front surface)"
     )
+    horizontal_fov_deg: float = Field(
+        60.0, gt=1, lt=179, description="assumed horizontal field of view for back-projecting boxes to 3D"
+    )
 
 
 class Rule(Model):
@@ -122,6 +125,7 @@ class VerifySpec(Model):
 class CustomRelation(Model):
     holds: str = Field(min_length=1, description="boolean SQL expression: true selects `answer.if_true`")
     margin: str = Field(min_length=1, description="non-negative SQL expression: how clearly `holds` is decided")
+    arity: int = Field(2, ge=1, le=3, description="objects the relation reads: 1 (a), 2 (a, b) or 3 (a, b, c)")
 
 
 class Answer(Model):
@@ -129,16 +133,24 @@ class Answer(Model):
     if_false: str
 
 
+ANSWER_TYPES = ("two_choice", "yes_no", "box", "point", "number", "label")
+COMPARATIVE_TYPES = ("two_choice", "yes_no")
+
+
 class QuestionForm(Model):
-    answer_type: Literal["two_choice", "yes_no"]
-    choices: list[str] = Field(min_length=2, max_length=2)
-    answer: Answer
+    answer_type: Literal["two_choice", "yes_no", "box", "point", "number", "label"]
+    choices: list[str] = Field(default_factory=list, max_length=2, description="two options for comparative forms")
+    answer: Union[Answer, str] = Field(description="{if_true, if_false} for comparative relations, else a template")
     templates: list[Annotated[str, Field(min_length=1)]] = Field(min_length=3)
 
 
 class Family(Model):
     name: Identifier
-    relation: Union[Literal["depth_order", "left_right"], CustomRelation]
+    relation: Union[
+        Literal["grounding", "referring", "size", "depth_order", "left_right", "above_below", "wider", "distance",
+                "perspective_side", "perspective_view"],
+        CustomRelation,
+    ]
     min_margin: float = Field(ge=0)
     questions: list[QuestionForm] = Field(min_length=1)
 

@@ -1,0 +1,32 @@
+"""One-object relations: where an object is (grounding, referring) and how big it is (size)."""
+
+from __future__ import annotations
+
+from daft import col, lit
+
+from forge.relations.base import Relation, box_text, point_text, real_height, real_width, tenths
+
+OBJECT_RELATIONS: dict[str, Relation] = {
+    "grounding": Relation(
+        arity=1,
+        margin=col("a_score"),
+        values={"box": box_text("a"), "point": point_text("a")},
+        max_margin=1.0,
+        meaning="locate a named object; values {box} (x1,y1,x2,y2) and {point} (x,y) on the [0,1000] grid; margin = detector score",
+    ),
+    "referring": Relation(
+        arity=1,
+        margin=col("a_score"),
+        values={"box": box_text("a"), "point": point_text("a")},
+        max_margin=1.0,
+        meaning="name the object at a box or point; same values as grounding; margin = detector score",
+    ),
+    "size": Relation(
+        arity=1,
+        margin=lit(1.0),
+        values={"width": tenths(real_width("a")), "height": tenths(real_height("a"))},
+        max_margin=1.0,
+        needs_metric=True,
+        meaning="metric width/height of an object's box at its depth, in metres to 0.1 ({width}, {height}); metric depth only",
+    ),
+}

@@ -1,0 +1,20 @@
+"""Three-object relations: viewpoint-dependent questions from one object toward another."""
+
+from __future__ import annotations
+
+from daft import col
+
+from forge.relations.base import Relation, lateral, side_of
+
+# an observer at a, looking toward b
+_c_left, _c_offset = side_of("a", (lateral("b") - lateral("a"), col("b_depth") - col("a_depth")), "c")
+
+TRIPLE_RELATIONS: dict[str, Relation] = {
+    "perspective_view": Relation(
+        arity=3,
+        holds=_c_left,
+        margin=_c_offset,
+        max_margin=1.0,
+        meaning="from a looking at b, holds when c is on the left; margin = |sin| of c's angle off the a->b line",
+    ),
+}
