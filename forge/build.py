@@ -48,7 +48,7 @@ class BuildReport:
                        f"detections: {m.detections_run} run, {m.detections_cached} cached; {m.duplicates} duplicate images")
         for family, counts in self.funnel.items():
             considered = sum(counts.values())
-            out.append(f"  {family}: {considered} pairs considered")
+            out.append(f"  {family}: {considered} candidates considered")
             for reason, count in counts.items():
                 if reason != "kept":
                     out.append(f"    - {reason:<16} {count:>8}")

@@ -46,6 +46,8 @@ def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression
     for rule in v.rules:
         if required_arity(rule.keep) <= relation.arity:  # a rule about b_* does not apply to one-object families
             rules.append((rule.name, parse_expression(rule.keep, columns_for(relation.arity))))
+    for rule in family.rules:
+        rules.append((rule.name, parse_expression(rule.keep, columns_for(relation.arity))))
     rules.append((MARGIN_RULE, margin >= family.min_margin))
     return rules
 

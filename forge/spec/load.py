@@ -235,6 +235,13 @@ def _check_semantics(spec: Spec, problems: _Problems) -> None:
             if broken:
                 continue
         relation = relation_for(family)
+        for i, rule in enumerate(family.rules):
+            try:
+                parse_expression(rule.keep, columns_for(relation.arity))
+            except ValueError as exc:
+                problems.add(where + ("rules", i, "keep"), str(exc))
+            if rule.name in [r.name for r in family.rules[:i]] + names:
+                problems.add(where + ("rules", i, "name"), f"duplicate rule name {rule.name!r}")
         if family.min_margin >= relation.max_margin:
             problems.add(where + ("min_margin",), f"{family.min_margin} can never be reached: {family.relation} margins are below {relation.max_margin}")
         for qi, form in enumerate(family.questions):

@@ -152,6 +152,7 @@ class Family(Model):
         CustomRelation,
     ]
     min_margin: float = Field(ge=0)
+    rules: list[Rule] = Field(default_factory=list, description="rules for this family only, after `verify`'s")
     questions: list[QuestionForm] = Field(min_length=1)
 
 

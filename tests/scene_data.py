@@ -1,0 +1,49 @@
+"""Annotation datasets written from synthetic scenes: COCO JSON, images, depth maps, and their truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from forge.perception.synthetic_scene import render_scene
+
+SCENES = 40
+
+
+def make_dataset(root: Path, depth_format: str, drop_depth_for: int | None = None) -> dict[str, object]:
+    """Write scenes as a COCO dataset; returns file name -> scene."""
+    (root / "images").mkdir(parents=True)
+    (root / "depth").mkdir()
+    categories: dict[str, int] = {}
+    images, annotations, scenes = [], [], {}
+    for index in range(SCENES):
+        scene = render_scene(seed=3, index=index, width=320, height=240, min_objects=3, max_objects=6)
+        name = f"scene_{index:03d}.png"
+        scenes[name] = scene
+        (root / "images" / name).write_bytes(scene.png_bytes())
+        if index != drop_depth_for:
+            if depth_format == "png16_mm":
+                Image.fromarray(np.round(scene.depth * 1000).astype(np.uint16)).save(root / "depth" / name)
+            else:
+                np.save(root / "depth" / f"scene_{index:03d}.npy", scene.depth)
+        images.append({"id": index + 1, "file_name": name, "width": 320, "height": 240})
+        for obj in scene.objects:
+            cat = categories.setdefault(obj.label, len(categories) + 1)
+            x1, y1, x2, y2 = obj.box_px
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": cat,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    coco = {"images": images, "annotations": annotations,
+            "categories": [{"id": i, "name": n} for n, i in categories.items()]}
+    (root / "instances.json").write_text(json.dumps(coco))
+    return scenes
+
+
+def use_annotations(spec: dict, depth_format: str, folder: str = "data") -> dict:
+    """The same spec reading the dataset `make_dataset` wrote into `folder` (beside the spec)."""
+    spec = dict(spec, name=spec["name"] + "_annotated", perception="annotations")
+    spec["source"] = {"kind": "annotations", "instances": f"{folder}/instances.json", "images": f"{folder}/images",
+                      "depth": f"{folder}/depth", "depth_format": depth_format}
+    return spec
