@@ -14,11 +14,16 @@ from forge.objects import object_rows
 from forge.pairs import object_tuples
 from forge.perception import perceive
 from forge.perception.models import RunOptions
-from forge.questions import question_rows
+from forge.questions import question_rows, tuple_objects
 from forge.relations import Relation, relation_for
+from forge.relations.groups import MAX_COUNT, object_groups
+from forge.relations.positions import IMAGE_FIELDS, labels_list, objects_list
+from forge.relations.positions import keys as position_keys
+from forge.relations.sets import MAX_SET, object_sets
+from forge.spec.expressions import SIDES
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import Family
-from forge.verify import reject_reason, rules_for
+from forge.verify import object_rules, reject_reason, rules_for
 
 QA_COLUMNS = (
     "qa_id", "image_id", "image_uri", "family", "template_id", "question", "answer", "answer_type",
@@ -41,20 +46,46 @@ class Plan:
         spec = self.loaded.spec
         objects = object_rows(perceived if perceived is not None else self.perceived, spec.objects.horizontal_fov_deg)
         tuples: dict[int, DataFrame] = {}
+
+        def tuples_of(arity: int) -> DataFrame:
+            if arity not in tuples:
+                tuples[arity] = object_tuples(objects, arity, self.seed)
+            return tuples[arity]
+
         frames = []
         for family in spec.families:
             relation = relation_for(family)
-            if relation.arity not in tuples:
-                tuples[relation.arity] = object_tuples(objects, relation.arity, self.seed)
-            frames.append(self._judge(tuples[relation.arity], family, relation))
+            if relation.shape == "set":
+                frames.append(self._judge_sets(tuples_of(1), family, relation))
+            elif relation.shape == "group":
+                frames.append(self._judge_groups(tuples_of(1), family, relation))
+            else:
+                frames.append(self._judge(tuples_of(relation.arity), family, relation))
         return _concat_families(frames)
 
-    def _judge(self, tuples: DataFrame, family: Family, relation: Relation) -> DataFrame:
-        holds = relation.holds if relation.holds is not None else daft.lit(True)
-        judged = tuples.with_columns({"holds": holds.fill_null(False), "margin": relation.margin.cast("float64")})
+    def _judged(self, candidates: DataFrame, family: Family, relation: Relation, **question_args) -> DataFrame:
+        judged = candidates.with_columns({"holds": (relation.holds if relation.holds is not None else daft.lit(True)).fill_null(False),
+                                          "margin": relation.margin.cast("float64")})
         judged = judged.with_column("reject", reject_reason(rules_for(self.loaded.spec, family, relation, col("margin"))))
-        judged = question_rows(judged, family, relation, self.loaded.spec_hash, self.seed)
+        judged = question_rows(judged, family, relation, self.loaded.spec_hash, self.seed, **question_args)
         return judged.select(*JUDGED_COLUMNS)
+
+    def _judge(self, tuples: DataFrame, family: Family, relation: Relation) -> DataFrame:
+        keys = [col(f"{side}_idx") for side in SIDES[: relation.arity]]
+        return self._judged(tuples, family, relation, objects=tuple_objects(relation.arity), keys=keys)
+
+    def _judge_sets(self, singles: DataFrame, family: Family, relation: Relation) -> DataFrame:
+        passed = reject_reason(object_rules(self.loaded.spec, "a")).is_null()
+        images = singles.select("image_id", *IMAGE_FIELDS).distinct()
+        sets = object_sets(singles.where(passed), images, family.name, family.set_size, self.seed)
+        low, high = family.set_size
+        return self._judged(sets, family, relation, objects=objects_list(col("set_size"), low, high),
+                            keys=position_keys(MAX_SET), choices=labels_list(col("set_size"), low, high))
+
+    def _judge_groups(self, singles: DataFrame, family: Family, relation: Relation) -> DataFrame:
+        groups = object_groups(singles, self.loaded.spec.verify.min_score)
+        return self._judged(groups, family, relation, objects=objects_list(col("count"), 1, MAX_COUNT),
+                            keys=position_keys(MAX_COUNT))
 
     def qa(self, judged: DataFrame) -> DataFrame:
         """Kept rows in the `qa` table's columns."""

@@ -67,26 +67,35 @@ def _answer(form: QuestionForm, relation: Relation) -> Expression:
     return render(form.answer, relation)
 
 
-def question_rows(tuples: DataFrame, family: Family, relation: Relation, spec_hash: str, seed: int) -> DataFrame:
-    """Add template_id, question, answer, answer_type, choices, objects and qa_id."""
+def tuple_objects(arity: int) -> Expression:
+    """The `objects` column of a tuple family: its objects in the order a, b, c."""
+    return F.to_list(*(F.to_struct(label=col(f"{side}_label"), box=_box(side)) for side in SIDES[:arity]))
+
+
+def question_rows(candidates: DataFrame, family: Family, relation: Relation, spec_hash: str, seed: int,
+                  objects: Expression, keys: list[Expression], choices: Expression | None = None) -> DataFrame:
+    """Add template_id, question, answer, answer_type, choices, objects and qa_id.
+
+    `objects` and `keys` (what identifies a candidate within its image) depend on the
+    family's shape; `choices` replaces the forms' choices when the options are data (sets).
+    """
     templates = _templates(family)
-    sides = SIDES[: relation.arity]
-    indexes = [col(f"{side}_idx") for side in sides]
+    indexes = keys
     # salted by purpose and family so the pick is independent of the tuple-order hash
     pick = F.hash(col("image_id"), *indexes, lit(f"template/{family.name}"), seed=seed) % len(templates)
     template_id = _per_template(pick, templates, lambda t: lit(t.template_id))
-    return tuples.with_columns(
+    return candidates.with_columns(
         {
             "family": lit(family.name),
             "template_id": template_id,
             "question": _per_template(pick, templates, lambda t: render(t.text, relation)),
             "answer": _per_template(pick, templates, lambda t: _answer(t.form, relation)),
             "answer_type": _per_template(pick, templates, lambda t: lit(t.form.answer_type)),
-            "choices": _per_template(
+            "choices": choices if choices is not None else _per_template(
                 pick, templates,
                 lambda t: F.to_list(*(render(c, relation) for c in t.form.choices)) if t.form.choices else NO_CHOICES,
             ),
-            "objects": F.to_list(*(F.to_struct(label=col(f"{side}_label"), box=_box(side)) for side in sides)),
+            "objects": objects,
             "qa_id": F.hash(col("image_id"), *indexes, template_id, lit(spec_hash), hash_function="sha1").cast("string"),
         }
     )

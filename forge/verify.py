@@ -27,9 +27,9 @@ def _every(sides: str, column: str, test: Callable[[Expression], Expression]) ->
     return result
 
 
-def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression) -> list[tuple[str, Expression]]:
-    """(name, keep-expression) pairs in evaluation order for one family."""
-    v, sides = spec.verify, SIDES[: relation.arity]
+def object_rules(spec: Spec, sides: str) -> list[tuple[str, Expression]]:
+    """The spec's per-object rules (score, area, truncation, unique labels) over the given sides."""
+    v = spec.verify
     rules: list[tuple[str, Expression]] = []
     if v.min_score > 0:
         rules.append(("min_score", _every(sides, "score", lambda c: c >= v.min_score)))
@@ -41,9 +41,26 @@ def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression
         rules.append(("truncated", _every(sides, "truncated", lambda c: ~c)))
     if v.unique_labels:
         rules.append(("unique_labels", _every(sides, "label_count", lambda c: c == 1)))
+    return rules
+
+
+def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression) -> list[tuple[str, Expression]]:
+    """(name, keep-expression) pairs in evaluation order for one family's candidates.
+
+    Sets apply the object rules to each object before forming sets, so their candidates
+    (one per image) only fail on set size and margin. Counting judges whole groups.
+    """
+    if relation.shape == "set":
+        return [("set_size", col("set_size") >= family.set_size[0]), (MARGIN_RULE, margin >= family.min_margin)]
+    if relation.shape == "group":
+        return [("uncertain_detections", col("uncertain") == 0),
+                ("duplicates", col("duplicate_iou") <= family.duplicate_iou),
+                ("max_count", col("count") <= family.max_count),
+                (MARGIN_RULE, margin >= family.min_margin)]
+    rules = object_rules(spec, SIDES[: relation.arity])
     if relation.needs_metric:
         rules.append(("metric_depth", col("depth_kind") == "metric"))
-    for rule in v.rules:
+    for rule in spec.verify.rules:
         if required_arity(rule.keep) <= relation.arity:  # a rule about b_* does not apply to one-object families
             rules.append((rule.name, parse_expression(rule.keep, columns_for(relation.arity))))
     for rule in family.rules:

@@ -173,3 +173,63 @@ def test_metric_size_is_close_to_the_3d_truth(built):
     errors = _relative_errors(rows["size"], lambda row: _objects(row, scene_of)[0].size)
     # near the optical axis (the spec's rule): median ~4%; worst ~20%, mostly rounding 0.35 m to 0.1 m
     assert errors[len(errors) // 2] < 0.06 and errors[-1] < 0.25
+
+
+def test_depth_extreme_names_the_true_nearest_or_farthest(built):
+    families, rows, scene_of = built
+    spec = families["depth_extreme"]
+    assert len(rows["depth_extreme"]) >= 10  # one set per image
+    positions = []
+    for row in rows["depth_extreme"]:
+        objs = _objects(row, scene_of)
+        assert 3 <= len(objs) <= 5 and row["choices"] == [o.label for o in objs]
+        by_depth = sorted(objs, key=lambda o: o.z_front)
+        asks_nearest = spec.questions[int(row["template_id"].split("/")[1])].answer == "{nearest}"
+        expected = by_depth[0] if asks_nearest else by_depth[-1]
+        assert row["answer"] == expected.label, row["question"]
+        assert row["answer_type"] == "multiple_choice"
+        near_gap = (by_depth[1].z_front - by_depth[0].z_front) / by_depth[0].z_front
+        far_gap = (by_depth[-1].z_front - by_depth[-2].z_front) / by_depth[-2].z_front
+        assert min(near_gap, far_gap) >= spec.min_margin - 1e-6
+        for label in row["choices"]:
+            assert f"the {label}" in row["question"]
+        positions.append(row["choices"].index(row["answer"]))
+    assert set(positions) >= {0, 1, 2}
+
+
+def test_counts_are_exact(built):
+    _, rows, scene_of = built
+    counts = set()
+    for row in rows["counting"]:
+        label = row["objects"][0]["label"]
+        assert {o["label"] for o in row["objects"]} == {label}
+        truth = sum(1 for o in scene_of(row).objects if o.label == label)
+        assert row["answer"] == str(truth) == str(len(row["objects"])), row["question"]
+        assert label.split()[-1] in row["question"]
+        counts.add(truth)
+    assert counts >= {1, 2}
+
+
+def test_counting_refuses_duplicate_and_uncertain_detections(tmp_path):
+    import json
+
+    scenes = make_dataset(tmp_path / "data", "npy_m")
+    coco = json.loads((tmp_path / "data" / "instances.json").read_text())
+    first, second = coco["annotations"][0], coco["annotations"][1]
+    x, y, w, h = first["bbox"]
+    duplicate = dict(first, id=10_000, bbox=[x + 1, y, w, h])  # the same object detected twice
+    uncertain = dict(second, id=10_001, bbox=[0, 0, 5, 5], score=0.3)  # a maybe-X below min_score
+    coco["annotations"] += [duplicate, uncertain]
+    (tmp_path / "data" / "instances.json").write_text(json.dumps(coco))
+    spec = use_annotations(yaml.safe_load((REPO / "specs" / "families" / "counting.yaml").read_text()), "npy_m")
+    report = run_build(load_spec(write_spec(tmp_path, spec)), tmp_path / "db", echo=lambda _: None)
+    assert report.funnel["counting"]["duplicates"] == 1
+    assert report.funnel["counting"]["uncertain_detections"] == 1
+    rows = read_table(tmp_path / "db").to_pylist()
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    images = {i["id"]: i["file_name"] for i in coco["images"]}
+    for ann in (first, second):
+        label, file = names[ann["category_id"]], images[ann["image_id"]]
+        assert not any(r["objects"][0]["label"] == label and r["image_uri"].endswith(file) for r in rows)
+    assert len(rows) == report.funnel["counting"]["kept"] > 0
+    del scenes

@@ -12,9 +12,12 @@ import daft.functions as F
 
 @dataclass(frozen=True)
 class Relation:
+    """`shape`: "tuple" (a, b, c objects), "set" (3-5 objects of an image) or "group" (same-label objects)."""
+
     arity: int
     margin: Expression
     meaning: str
+    shape: str = "tuple"
     holds: Expression | None = None
     values: dict[str, Expression] = field(default_factory=dict)
     max_margin: float = math.inf

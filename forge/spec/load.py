@@ -274,6 +274,8 @@ def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems
         if form.answer.if_true == form.answer.if_false:
             problems.add(where + ("answer",), "if_true and if_false must differ, or every answer would be the same")
     else:
+        if relation.shape == "set" and form.answer_type != "multiple_choice":
+            problems.add(where + ("answer_type",), "questions about a set of objects are multiple_choice (the options are the set)")
         if form.answer_type in COMPARATIVE_TYPES:
             problems.add(where + ("answer_type",), f"this relation has no two-way answer: use one of box, point, number, label, not {form.answer_type}")
         if not isinstance(form.answer, str):
@@ -296,7 +298,7 @@ def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems
             continue
         # comparative questions must name every object; open answers may name one (referring: "{a}")
         missing = [s for s in sides if s not in used and (comparative or s not in answer_fields)]
-        if missing:
+        if missing and relation.shape == "tuple":  # a count names its objects through {plural}
             where_named = "the question" if comparative else "the question or the answer"
             problems.add(where + ("templates", ti), f"template never names {{{missing[0]}}}: every object must appear in {where_named}")
         named = [s for s in dict.fromkeys(used) if s in sides]

@@ -133,12 +133,12 @@ class Answer(Model):
     if_false: str
 
 
-ANSWER_TYPES = ("two_choice", "yes_no", "box", "point", "number", "label")
+ANSWER_TYPES = ("two_choice", "yes_no", "multiple_choice", "box", "point", "number", "label")
 COMPARATIVE_TYPES = ("two_choice", "yes_no")
 
 
 class QuestionForm(Model):
-    answer_type: Literal["two_choice", "yes_no", "box", "point", "number", "label"]
+    answer_type: Literal["two_choice", "yes_no", "multiple_choice", "box", "point", "number", "label"]
     choices: list[str] = Field(default_factory=list, max_length=2, description="two options for comparative forms")
     answer: Union[Answer, str] = Field(description="{if_true, if_false} for comparative relations, else a template")
     templates: list[Annotated[str, Field(min_length=1)]] = Field(min_length=3)
@@ -148,11 +148,21 @@ class Family(Model):
     name: Identifier
     relation: Union[
         Literal["grounding", "referring", "size", "depth_order", "left_right", "above_below", "wider", "distance",
-                "perspective_side", "perspective_view"],
+                "perspective_side", "perspective_view", "depth_extreme", "counting"],
         CustomRelation,
     ]
     min_margin: float = Field(ge=0)
     rules: list[Rule] = Field(default_factory=list, description="rules for this family only, after `verify`'s")
+    set_size: tuple[int, int] = Field((3, 5), description="depth_extreme: [min, max] objects per question")
+    max_count: int = Field(10, ge=1, le=10, description="counting: ask only up to this many objects")
+    duplicate_iou: float = Field(0.5, gt=0, le=1, description="counting: two boxes of one label overlapping more are duplicates")
+
+    @field_validator("set_size")
+    @classmethod
+    def _set_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 3 <= value[0] <= value[1] <= 5:
+            raise ValueError(f"must be [min, max] with 3 <= min <= max <= 5, got [{value[0]}, {value[1]}]")
+        return value
     questions: list[QuestionForm] = Field(min_length=1)
 
 
