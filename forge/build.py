@@ -51,8 +51,8 @@ class BuildReport:
             out.append(f"  {family}: {considered} candidates considered")
             for reason, count in counts.items():
                 if reason != "kept":
-                    out.append(f"    - {reason:<16} {count:>8}")
-            out.append(f"    = {'kept':<16} {counts.get('kept', 0):>8}")
+                    out.append(f"    - {reason:<22} {count:>8}")
+            out.append(f"    = {'kept':<22} {counts.get('kept', 0):>8}")
         if self.write is not None:
             w = self.write
             out.append(f"  QA written    {self.qa_rows} rows: {w.inserted} new, {w.already_present} already present, "

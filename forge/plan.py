@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import daft
 from daft import DataFrame, col
 
+from forge.balance import BALANCE_RULE, balance
 from forge.objects import object_rows
 from forge.pairs import object_tuples
 from forge.perception import perceive
@@ -61,7 +62,19 @@ class Plan:
                 frames.append(self._judge_groups(tuples_of(1), family, relation))
             else:
                 frames.append(self._judge(tuples_of(relation.arity), family, relation))
-        return _concat_families(frames)
+        return balance(_concat_families(frames), self.balance_modes(), self.seed)
+
+    def balance_modes(self) -> dict[str, tuple[str, float]]:
+        """family -> (cells to balance, max ratio), for families that balance."""
+        modes = {}
+        for family in self.loaded.spec.families:
+            by = family.balance.by
+            if by == "auto":
+                relation = relation_for(family)
+                by = "position" if relation.holds is not None or relation.shape == "set" else "none"
+            if by != "none":
+                modes[family.name] = (by, family.balance.max_ratio)
+        return modes
 
     def _judged(self, candidates: DataFrame, family: Family, relation: Relation, **question_args) -> DataFrame:
         judged = candidates.with_columns({"holds": (relation.holds if relation.holds is not None else daft.lit(True)).fill_null(False),
@@ -97,7 +110,8 @@ class Plan:
 
     def rule_names(self, family: Family) -> list[str]:
         """Verification rule names in the order they are applied (the funnel's order)."""
-        return [name for name, _ in rules_for(self.loaded.spec, family, relation_for(family), col("margin"))]
+        names = [name for name, _ in rules_for(self.loaded.spec, family, relation_for(family), col("margin"))]
+        return names + ([BALANCE_RULE] if family.name in self.balance_modes() else [])
 
     def funnel(self, judged: DataFrame) -> DataFrame:
         """Pairs per (family, reject reason); reason null counts the kept ones."""

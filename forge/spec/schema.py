@@ -144,6 +144,13 @@ class QuestionForm(Model):
     templates: list[Annotated[str, Field(min_length=1)]] = Field(min_length=3)
 
 
+class Balance(Model):
+    by: Literal["auto", "position", "answer", "none"] = Field(
+        "auto", description="cells to balance: answer position among choices, answer text, or none; "
+                            "auto = position for two-way and multiple-choice families, none for open answers")
+    max_ratio: float = Field(1.1, ge=1.0, description="largest cell / runner-up cell")
+
+
 class Family(Model):
     name: Identifier
     relation: Union[
@@ -156,6 +163,7 @@ class Family(Model):
     set_size: tuple[int, int] = Field((3, 5), description="depth_extreme: [min, max] objects per question")
     max_count: int = Field(10, ge=1, le=10, description="counting: ask only up to this many objects")
     duplicate_iou: float = Field(0.5, gt=0, le=1, description="counting: two boxes of one label overlapping more are duplicates")
+    balance: Balance = Field(default_factory=Balance)
 
     @field_validator("set_size")
     @classmethod
