@@ -19,6 +19,16 @@ from forge.spec.schema import ModelsPerception
 from forge.store import Store, WriteResult
 
 
+def funnel_lines(funnel: dict[str, dict[str, int]]) -> list[str]:
+    """Per family: candidates considered, dropped by each rule in order, kept."""
+    out = []
+    for family, counts in funnel.items():
+        out.append(f"  {family}: {sum(counts.values())} candidates considered")
+        out.extend(f"    - {reason:<22} {count:>8}" for reason, count in counts.items() if reason != "kept")
+        out.append(f"    = {'kept':<22} {counts.get('kept', 0):>8}")
+    return out
+
+
 @dataclass
 class BuildReport:
     spec_name: str
@@ -46,13 +56,7 @@ class BuildReport:
             m = self.models
             out.append(f"  perception    depth: {m.depth_run} run, {m.depth_cached} cached; "
                        f"detections: {m.detections_run} run, {m.detections_cached} cached; {m.duplicates} duplicate images")
-        for family, counts in self.funnel.items():
-            considered = sum(counts.values())
-            out.append(f"  {family}: {considered} candidates considered")
-            for reason, count in counts.items():
-                if reason != "kept":
-                    out.append(f"    - {reason:<22} {count:>8}")
-            out.append(f"    = {'kept':<22} {counts.get('kept', 0):>8}")
+        out.extend(funnel_lines(self.funnel))
         if self.write is not None:
             w = self.write
             out.append(f"  QA written    {self.qa_rows} rows: {w.inserted} new, {w.already_present} already present, "

@@ -126,6 +126,18 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
         click.echo(line)
 
 
+@main.command()
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
+              show_default=True, help="LanceDB database folder to describe.")
+@_user_errors
+def stats(db: Path) -> None:
+    """Rows per family, answer types, answer positions and answers, and the last build's funnel."""
+    from forge.stats import stats_lines
+
+    for line in stats_lines(db):
+        click.echo(line)
+
+
 @main.group()
 def models() -> None:
     """Manage model weights for machines that run offline."""

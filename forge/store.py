@@ -95,5 +95,5 @@ class Store:
         return WriteResult(inserted=inserted, already_present=rows.num_rows - inserted, stale_removed=stale)
 
     def record_build(self, record: dict) -> None:
-        row = dict(record, funnel=json.dumps(record["funnel"], sort_keys=True))
+        row = dict(record, funnel=json.dumps(record["funnel"]))  # keeps the rules' order
         self.table("builds", BUILDS_SCHEMA).add(pa.Table.from_pylist([row], schema=BUILDS_SCHEMA))

@@ -72,3 +72,30 @@ def test_custom_relation_family_with_yes_no_answers(tmp_path):
         assert row["answer"] == ("yes" if a_cy < b_cy else "no")
         assert row["choices"] == ["yes", "no"] and row["answer_type"] == "yes_no"
     assert {r["answer"] for r in rows} == {"yes", "no"}
+
+
+def test_stats_reports_families_balance_and_last_funnel(tmp_path):
+    path = write_spec(tmp_path, demo_dict(images=40))
+    built = CliRunner().invoke(main, ["build", str(path), "--db", str(tmp_path / "db")])
+    assert built.exit_code == 0, built.output
+    rows = read_table(tmp_path / "db").to_pylist()
+    result = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "db")])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"{len(rows)} QA rows, specs: demo" in out
+    for family in ("depth_order", "left_right"):
+        family_rows = [r for r in rows if r["family"] == family]
+        assert f"  {family:<18} {len(family_rows):>9} rows" in out
+        left = sum(1 for r in family_rows if r["answer"] == "left")
+        if family == "left_right":
+            assert f"left {left / len(family_rows):.1%}" in out
+    funnel = out.split("last build:")[1]
+    assert funnel.index("min_score") < funnel.index("truncated") < funnel.index("unique_labels") < funnel.index("min_margin")
+    kept = [int(line.split()[-1]) for line in funnel.splitlines() if line.strip().startswith("= kept")]
+    assert kept == [sum(1 for r in rows if r["family"] == f) for f in ("depth_order", "left_right")]
+
+
+def test_stats_without_a_database_is_one_line_error(tmp_path):
+    result = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "nothing")])
+    assert result.exit_code == 2
+    assert "no `qa` table here" in result.stderr and result.stderr.count("\n") == 1
