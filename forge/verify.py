@@ -14,6 +14,7 @@ from daft import Expression, col, lit
 import daft.functions as F
 
 from forge.relations import Relation
+from forge.relations.base import iou
 from forge.spec.expressions import SIDES, columns_for, parse_expression, required_arity
 from forge.spec.schema import Family, Spec
 
@@ -41,6 +42,9 @@ def object_rules(spec: Spec, sides: str) -> list[tuple[str, Expression]]:
         rules.append(("truncated", _every(sides, "truncated", lambda c: ~c)))
     if v.unique_labels:
         rules.append(("unique_labels", _every(sides, "label_count", lambda c: c == 1)))
+    if v.max_depth_spread is not None:
+        limit = v.max_depth_spread
+        rules.append(("depth_spread", _every(sides, "depth_spread", lambda c: c <= limit)))
     return rules
 
 
@@ -57,7 +61,14 @@ def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression
                 ("duplicates", col("duplicate_iou") <= family.duplicate_iou),
                 ("max_count", col("count") <= family.max_count),
                 (MARGIN_RULE, margin >= family.min_margin)]
-    rules = object_rules(spec, SIDES[: relation.arity])
+    sides = SIDES[: relation.arity]
+    rules = object_rules(spec, sides)
+    if spec.verify.max_iou < 1 and relation.arity >= 2:
+        pairs = [(x, y) for i, x in enumerate(sides) for y in sides[i + 1:]]
+        overlap_ok = iou(*pairs[0]) <= spec.verify.max_iou
+        for pair in pairs[1:]:
+            overlap_ok = overlap_ok & (iou(*pair) <= spec.verify.max_iou)
+        rules.append(("max_iou", overlap_ok))
     if relation.needs_metric:
         rules.append(("metric_depth", col("depth_kind") == "metric"))
     for rule in spec.verify.rules:

@@ -13,13 +13,13 @@ from forge.perception.synthetic_scene import render_scene
 SCENES = 40
 
 
-def make_dataset(root: Path, depth_format: str, drop_depth_for: int | None = None) -> dict[str, object]:
+def make_dataset(root: Path, depth_format: str, drop_depth_for: int | None = None, count: int = SCENES) -> dict[str, object]:
     """Write scenes as a COCO dataset; returns file name -> scene."""
     (root / "images").mkdir(parents=True)
     (root / "depth").mkdir()
     categories: dict[str, int] = {}
     images, annotations, scenes = [], [], {}
-    for index in range(SCENES):
+    for index in range(count):
         scene = render_scene(seed=3, index=index, width=320, height=240, min_objects=3, max_objects=6)
         name = f"scene_{index:03d}.png"
         scenes[name] = scene

@@ -15,7 +15,7 @@ from daft import DataFrame, DataType, col
 from PIL import Image
 
 from forge.errors import ForgeError
-from forge.perception.depth_stats import object_depth
+from forge.perception.depth_stats import depth_spread, object_depth
 from forge.perception.records import PERCEIVED_TYPE, content_id, failed
 from forge.spec.schema import AnnotationsSource
 
@@ -109,7 +109,8 @@ class ReadAnnotated:
             x, y, w, h = ann["bbox"]
             box = (max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0))
             objects.append({"idx": i, "label": ann["label"], "score": ann["score"], "x1": box[0], "y1": box[1],
-                            "x2": box[2], "y2": box[3], "depth": object_depth(depth, box, self.percentile)})
+                            "x2": box[2], "y2": box[3], "depth": object_depth(depth, box, self.percentile),
+                            "depth_spread": depth_spread(depth, box)})
         return {"image_id": content_id(data), "image_uri": uri, "width": width, "height": height,
                 "depth_kind": self.source.depth_kind, "perception": "annotations", "error": None, "objects": objects}
 

@@ -25,12 +25,26 @@ def box_to_pixels(box: tuple[float, float, float, float], width: int, height: in
     return x1, y1, x2, y2
 
 
-def object_depth(depth: np.ndarray, box: tuple[float, float, float, float], percentile: float) -> float | None:
-    """Percentile of valid (finite, > 0) depth inside a normalized box; None when nothing is valid."""
+def _valid(depth: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     height, width = depth.shape
     x1, y1, x2, y2 = box_to_pixels(box, width, height)
     region = depth[y1:y2, x1:x2]
-    values = region[np.isfinite(region) & (region > 0)]
+    return region[np.isfinite(region) & (region > 0)].astype(np.float64)
+
+
+def object_depth(depth: np.ndarray, box: tuple[float, float, float, float], percentile: float) -> float | None:
+    """Percentile of valid (finite, > 0) depth inside a normalized box; None when nothing is valid."""
+    values = _valid(depth, box)
+    return float(np.percentile(values, percentile)) if values.size else None
+
+
+def depth_spread(depth: np.ndarray, box: tuple[float, float, float, float]) -> float | None:
+    """(p75 - p25) / p50 of depth in the box's central half: near 0 on one surface, large when
+    the centre mixes the object with background or an occluder, i.e. when its depth is unreliable."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    values = _valid(depth, (x1 + w / 4, y1 + h / 4, x2 - w / 4, y2 - h / 4))
     if values.size == 0:
         return None
-    return float(np.percentile(values.astype(np.float64), percentile))
+    p25, p50, p75 = np.percentile(values, [25, 50, 75])
+    return float((p75 - p25) / p50)

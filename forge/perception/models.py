@@ -27,7 +27,7 @@ from PIL import Image
 
 from forge.errors import ForgeError
 from forge.perception.cache import cache_key, model_fingerprint
-from forge.perception.depth_stats import object_depth
+from forge.perception.depth_stats import depth_spread, object_depth
 from forge.perception.records import PERCEIVED_TYPE
 from forge.spec.schema import DepthModel as DepthSpec
 from forge.spec.schema import GroundingModel as GroundingSpec
@@ -207,8 +207,13 @@ class ModelRecord:
     def __call__(self, image_id: str, uri: str, width: int, height: int, kind: str, rows: int, cols: int,
                  depth: bytes, detections: list) -> dict:
         depth_map = np.frombuffer(depth, dtype=np.float16).reshape(rows, cols).astype(np.float32)
+
+        def box(d: dict) -> tuple[float, float, float, float]:
+            return d["x1"], d["y1"], d["x2"], d["y2"]
+
         objects = [{"idx": i, "label": d["label"], "score": d["score"], "x1": d["x1"], "y1": d["y1"], "x2": d["x2"],
-                    "y2": d["y2"], "depth": object_depth(depth_map, (d["x1"], d["y1"], d["x2"], d["y2"]), self.percentile)}
+                    "y2": d["y2"], "depth": object_depth(depth_map, box(d), self.percentile),
+                    "depth_spread": depth_spread(depth_map, box(d))}
                    for i, d in enumerate(detections)]
         return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": kind,
                 "perception": self.label, "error": None, "objects": objects}

@@ -16,6 +16,7 @@ OBJECT_TYPE = DataType.struct(
         "x2": DataType.float64(),
         "y2": DataType.float64(),
         "depth": DataType.float64(),
+        "depth_spread": DataType.float64(),
     }
 )
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import daft
 from daft import DataFrame, col
 
-from forge.perception.depth_stats import object_depth
+from forge.perception.depth_stats import depth_spread, object_depth
 from forge.perception.records import PERCEIVED_TYPE, content_id
 from forge.perception.synthetic_scene import Scene, render_scene
 from forge.spec.schema import SyntheticSource
@@ -43,7 +43,8 @@ class RenderSynthetic:
             x1, y1, x2, y2 = obj.box_px
             box = (x1 / s.width, y1 / s.height, x2 / s.width, y2 / s.height)
             objects.append({"idx": i, "label": obj.label, "score": 1.0, "x1": box[0], "y1": box[1],
-                            "x2": box[2], "y2": box[3], "depth": object_depth(scene.depth, box, self.percentile)})
+                            "x2": box[2], "y2": box[3], "depth": object_depth(scene.depth, box, self.percentile),
+                            "depth_spread": depth_spread(scene.depth, box)})
         return {
             "image_id": content_id(scene.png_bytes()),
             "image_uri": scene_uri(s, self.seed, index),

@@ -84,3 +84,17 @@ def side_of(origin: str, facing: tuple[Expression, Expression], target: str) -> 
     cross = dx * vz - dz * vx
     norms = (dx * dx + dz * dz).sqrt() * (vx * vx + vz * vz).sqrt()
     return cross > 0, (cross / norms).abs()
+
+
+def iou(first: str, second: str) -> Expression:
+    """Intersection over union of two sides' boxes."""
+    def lesser(a: Expression, b: Expression) -> Expression:
+        return F.when(a < b, a).otherwise(b)
+
+    def greater(a: Expression, b: Expression) -> Expression:
+        return F.when(a > b, a).otherwise(b)
+
+    w = lesser(col(f"{first}_x2"), col(f"{second}_x2")) - greater(col(f"{first}_x1"), col(f"{second}_x1"))
+    h = lesser(col(f"{first}_y2"), col(f"{second}_y2")) - greater(col(f"{first}_y1"), col(f"{second}_y1"))
+    inter = F.when((w > 0) & (h > 0), w * h).otherwise(lit(0.0))
+    return inter / (col(f"{first}_area") + col(f"{second}_area") - inter)

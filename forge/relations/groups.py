@@ -11,7 +11,7 @@ from daft import DataFrame, Expression, col, lit
 
 import daft.functions as F
 
-from forge.relations.base import Relation
+from forge.relations.base import Relation, iou
 from forge.relations.positions import pivot
 
 MAX_COUNT = 10
@@ -49,15 +49,6 @@ COUNTING = Relation(
 )
 
 
-def _iou() -> Expression:
-    w = (F.when(col("a_x2") < col("b_x2"), col("a_x2")).otherwise(col("b_x2"))
-         - F.when(col("a_x1") > col("b_x1"), col("a_x1")).otherwise(col("b_x1")))
-    h = (F.when(col("a_y2") < col("b_y2"), col("a_y2")).otherwise(col("b_y2"))
-         - F.when(col("a_y1") > col("b_y1"), col("a_y1")).otherwise(col("b_y1")))
-    inter = F.when((w > 0) & (h > 0), w * h).otherwise(lit(0.0))
-    return inter / (col("a_area") + col("b_area") - inter)
-
-
 def object_groups(objects: DataFrame, min_score: float) -> DataFrame:
     """One row per (image, label): `count` of confident boxes, `uncertain` ones, `duplicate_iou`, per-position boxes."""
     confident = objects.where(col("a_score") >= min_score)
@@ -66,7 +57,7 @@ def object_groups(objects: DataFrame, min_score: float) -> DataFrame:
     other = confident.select("image_id", *[col(f"a_{c}").alias(f"b_{c}") for c in ("idx", "label", "x1", "y1", "x2", "y2", "area")])
     same = confident.join(other, left_on=["image_id", "a_label"], right_on=["image_id", "b_label"]).where(
         col("a_idx") < col("b_idx"))
-    overlap = same.with_column("iou", _iou()).groupby("image_id", "a_label").agg(col("iou").max().alias("duplicate_iou"))
+    overlap = same.with_column("iou", iou("a", "b")).groupby("image_id", "a_label").agg(col("iou").max().alias("duplicate_iou"))
     groups = pivot(confident, ["image_id", "a_label"], "a_idx", MAX_COUNT, {
         "count": col("a_idx").count(), "min_score": col("a_score").min()})
     groups = groups.join(uncertain, on=["image_id", "a_label"], how="left").join(overlap, on=["image_id", "a_label"], how="left")

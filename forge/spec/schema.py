@@ -113,6 +113,9 @@ class VerifySpec(Model):
     max_area: float = Field(1.0, gt=0, le=1, description="max box area, fraction of the image")
     drop_truncated: bool = True
     unique_labels: bool = True
+    max_iou: float = Field(1.0, ge=0, le=1, description="max box overlap (IoU) between the objects a question names")
+    max_depth_spread: Union[float, None] = Field(
+        None, gt=0, description="drop objects whose depth_spread is above this (unreliable depth); null = off")
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
