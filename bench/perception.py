@@ -123,7 +123,7 @@ def main() -> None:
                                                   echo=lambda _: None)
         rows = perceived.collect().to_pylist()
         t_forge = time.perf_counter() - start
-        assert stats.depth_run == stats.detections_run == len(rows) == args.images
+        assert stats.run["depth"] == stats.run["grounding"] == len(rows) == args.images
 
         name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
         result = {

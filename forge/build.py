@@ -53,9 +53,7 @@ class BuildReport:
         for reason, count in sorted(self.images_failed.items()):
             out.append(f"    skipped {count}: {reason}")
         if self.models is not None:
-            m = self.models
-            out.append(f"  perception    depth: {m.depth_run} run, {m.depth_cached} cached; "
-                       f"detections: {m.detections_run} run, {m.detections_cached} cached; {m.duplicates} duplicate images")
+            out.append(f"  perception    {self.models.line()}")
         out.extend(funnel_lines(self.funnel))
         if self.write is not None:
             w = self.write

@@ -28,6 +28,14 @@ def _every(sides: str, column: str, test: Callable[[Expression], Expression]) ->
     return result
 
 
+def _all(conditions) -> Expression:
+    conditions = list(conditions)
+    result = conditions[0]
+    for condition in conditions[1:]:
+        result = result & condition
+    return result
+
+
 def object_rules(spec: Spec, sides: str) -> list[tuple[str, Expression]]:
     """The spec's per-object rules (score, area, truncation, unique labels) over the given sides."""
     v = spec.verify
@@ -63,12 +71,13 @@ def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression
                 (MARGIN_RULE, margin >= family.min_margin)]
     sides = SIDES[: relation.arity]
     rules = object_rules(spec, sides)
-    if spec.verify.max_iou < 1 and relation.arity >= 2:
-        pairs = [(x, y) for i, x in enumerate(sides) for y in sides[i + 1:]]
-        overlap_ok = iou(*pairs[0]) <= spec.verify.max_iou
-        for pair in pairs[1:]:
-            overlap_ok = overlap_ok & (iou(*pair) <= spec.verify.max_iou)
-        rules.append(("max_iou", overlap_ok))
+    pairs = [(x, y) for i, x in enumerate(sides) for y in sides[i + 1:]]
+    if spec.verify.max_iou < 1 and pairs:
+        rules.append(("max_iou", _all(iou(x, y) <= spec.verify.max_iou for x, y in pairs)))
+    if spec.verify.depth_agreement and pairs:
+        rules.append(("depth_agreement", _all(
+            (col(f"{x}_depth") < col(f"{y}_depth")) == (col(f"{x}_depth_check") < col(f"{y}_depth_check"))
+            for x, y in pairs)))
     if relation.needs_metric:
         rules.append(("metric_depth", col("depth_kind") == "metric"))
     for rule in spec.verify.rules:

@@ -253,3 +253,31 @@ def test_models_pull_without_network_is_one_line_error(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot download model 'depth-anything/Depth-Anything-V2-Small-hf': ")
     assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("same_model", [True, False])
+def test_second_depth_model_vetoes_pairs_it_orders_differently(tmp_path, models, same_model):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=6)
+    spec = models_spec(str(depth), str(owl))
+    check = depth if same_model else save_tiny_depth(tmp_path / "check", seed=3)
+    spec["perception"]["depth_check"] = {"model": str(check), "batch_size": 4}
+    spec["verify"]["depth_agreement"] = True
+    output = _build(tmp_path, spec)
+    assert "check depth: 6 run, 0 cached" in output
+    dropped = int(next(line for line in output.splitlines() if "depth_agreement" in line).split()[-1])
+    kept = int(next(line for line in output.splitlines() if "= kept" in line).split()[-1])
+    if same_model:
+        assert dropped == 0 and kept > 0  # a model always agrees with itself
+    else:
+        assert dropped > 0
+    assert "check depth: 0 run, 6 cached" in _build(tmp_path, spec)
+
+
+def test_depth_agreement_without_a_second_model_is_a_spec_error(tmp_path, models):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=1)
+    spec = models_spec(str(depth), str(owl))
+    spec["verify"]["depth_agreement"] = True
+    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
+    assert result.exit_code == 2 and "verify.depth_agreement: needs a second depth model" in result.stderr

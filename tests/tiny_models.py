@@ -30,7 +30,13 @@ def save_tiny_depth(folder: Path, seed: int = 0) -> Path:
                             reshape_hidden_states=False)
     config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[16, 16, 16, 16],
                                  fusion_hidden_size=16, head_hidden_size=16, depth_estimation_type="relative")
-    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    model = DepthAnythingForDepthEstimation(config)
+    with torch.no_grad():
+        # a random head outputs ~0 everywhere through its final ReLU (constant depth); amplify the
+        # last layer so the predicted depth varies with the image and between seeds
+        model.head.conv3.weight.mul_(1e6)
+        model.head.conv3.bias.fill_(2.0)
+    model.save_pretrained(folder)
     DPTImageProcessorPil(size={"height": 56, "width": 56}, keep_aspect_ratio=False, ensure_multiple_of=14).save_pretrained(folder)
     return folder
 
@@ -60,12 +66,17 @@ def save_tiny_owlvit(folder: Path, version: int = 1) -> Path:
                            image_size=64, patch_size=16),
         projection_dim=32,
     )
+    model = (OwlViTForObjectDetection if version == 1 else Owlv2ForObjectDetection)(config)
+    with torch.no_grad():
+        # a random box head saturates every box to a zero-width edge; without it each query
+        # predicts OWL's prior box at its own patch: varied, plausible boxes
+        model.box_head.dense2.weight.zero_()
+        model.box_head.dense2.bias.zero_()
+    model.save_pretrained(folder)
     if version == 1:
-        OwlViTForObjectDetection(config).save_pretrained(folder)
         processor = OwlViTImageProcessorPil(size={"height": 64, "width": 64}, crop_size={"height": 64, "width": 64})
         OwlViTProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
     else:
-        Owlv2ForObjectDetection(config).save_pretrained(folder)
         processor = Owlv2ImageProcessorPil(size={"height": 64, "width": 64})
         Owlv2Processor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder

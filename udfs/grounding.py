@@ -16,6 +16,9 @@ from udfs.images import to_square
 from udfs.loading import pick_dtype
 
 
+MIN_BOX_SIDE = 1e-3  # boxes thinner than one unit of the [0, 1000] grid are not objects (and defeat NMS)
+
+
 class GroundingInputs:
     """The detector's input geometry and normalization, read from its processor config."""
 
@@ -128,7 +131,9 @@ class GroundingModel:
         found = []
         for image_scores, image_boxes in zip(scores.cpu(), boxes.cpu()):
             best, label = image_scores.max(-1)
-            keep = (best >= self.threshold) & (image_boxes[:, 2] > image_boxes[:, 0]) & (image_boxes[:, 3] > image_boxes[:, 1])
+            wide = image_boxes[:, 2] - image_boxes[:, 0] >= MIN_BOX_SIDE
+            tall = image_boxes[:, 3] - image_boxes[:, 1] >= MIN_BOX_SIDE
+            keep = (best >= self.threshold) & wide & tall
             idx = keep.nonzero().flatten()
             chosen = [int(idx[i]) for i in nms(image_boxes[idx], best[idx], self.nms_iou)][: self.max_objects]
             found.append([{"label": self.vocabulary[int(label[q])], "score": float(best[q]),

@@ -15,24 +15,30 @@ import pyarrow as pa
 from daft import DataFrame, col
 
 from forge.perception.cache import DEPTH_TABLE, DETECTIONS_TABLE, PerceptionCache
-from forge.perception.models import (RunOptions, depth_cache_key, grounding_cache_key, identify, list_images,
-                                     perception_label, records, run_models)
+from forge.perception.models import (RunOptions, depth_cache_key, depth_columns, grounding_cache_key, identify,
+                                     list_images, perception_label, records, run_models, task_models)
 from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import ImagesSource, ModelsPerception
 from forge.store import Store
 
 
+TABLES = {"depth": DEPTH_TABLE, "check": DEPTH_TABLE, "grounding": DETECTIONS_TABLE}
+TASK_NAMES = {"depth": "depth", "check": "check depth", "grounding": "detections"}
+
+
 @dataclass
 class ModelRunStats:
-    """What perception cost this build: model runs versus cache hits, per model."""
+    """What perception cost this build: images each model ran on versus cache hits."""
 
-    depth_run: int = 0
-    depth_cached: int = 0
-    detections_run: int = 0
-    detections_cached: int = 0
+    run: dict[str, int] = field(default_factory=dict)
+    cached: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{TASK_NAMES[t]}: {self.run[t]} run, {self.cached[t]} cached" for t in self.run]
+        return "; ".join(parts) + f"; {self.duplicates} duplicate images"
 
 
 def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions, limit: int | None,
@@ -54,32 +60,35 @@ def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions
             unique[row["image_id"]] = row
 
     cache = PerceptionCache(store)
-    depth_key, grounding_key = depth_cache_key(perception.depth), grounding_cache_key(perception.grounding)
-    have_depth = cache.cached_ids(DEPTH_TABLE, depth_key) if options.use_cache else set()
-    have_detections = cache.cached_ids(DETECTIONS_TABLE, grounding_key) if options.use_cache else set()
-    groups: dict[tuple[bool, bool], list[dict]] = {}
+    tasks = task_models(perception)
+    keys = {task: (grounding_cache_key(spec) if task == "grounding" else depth_cache_key(spec)) for task, spec in tasks.items()}
+    have = {task: cache.cached_ids(TABLES[task], key) if options.use_cache else set() for task, key in keys.items()}
+    groups: dict[tuple[str, ...], list[dict]] = {}
     for image_id, row in unique.items():
-        need = (image_id not in have_depth, image_id not in have_detections)
-        if any(need):
+        need = tuple(task for task in tasks if image_id not in have[task])
+        if need:
             groups.setdefault(need, []).append({k: row[k] for k in ("path", "image_id", "width", "height")})
-    stats.depth_cached = sum(1 for i in unique if i in have_depth)
-    stats.detections_cached = sum(1 for i in unique if i in have_detections)
+    for task in tasks:
+        stats.cached[task] = sum(1 for i in unique if i in have[task])
+        stats.run[task] = 0
 
-    for (need_depth, need_detections), rows in sorted(groups.items()):
-        models = " + ".join(m for m, need in (("depth", need_depth), ("grounding", need_detections)) if need)
-        echo(f"running {models} on {len(rows)} images ...")
-        outputs = run_models(daft.from_pylist(rows), perception, options, depth=need_depth, grounding=need_detections)
+    for need, rows in sorted(groups.items()):
+        echo(f"running {' + '.join(need)} on {len(rows)} images ...")
+        outputs = run_models(daft.from_pylist(rows), perception, options, set(need))
         for batch in outputs.to_arrow_iter():
-            _store_batch(pa.Table.from_batches([batch]), cache, depth_key if need_depth else None,
-                         grounding_key if need_detections else None, stats)
+            _store_batch(pa.Table.from_batches([batch]), cache, {task: keys[task] for task in need}, stats)
 
     known = daft.from_pylist(list(unique.values())) if unique else None
     label = perception_label(perception)
     failed_rows = [failed(path, label, reason) for path, reason in stats.failures]
     frames = []
     if known is not None:
-        joined = known.exclude("error").join(cache.frame(DEPTH_TABLE, depth_key), on="image_id").join(
-            cache.frame(DETECTIONS_TABLE, grounding_key), on="image_id")
+        joined = known.exclude("error")
+        for task, key in keys.items():
+            cached = cache.frame(TABLES[task], key)
+            if task == "check":
+                cached = cached.select("image_id", *[col(c).alias(f"check_{c}") for c in ("kind", "rows", "cols", "depth")])
+            joined = joined.join(cached, on="image_id")
         frames.append(records(joined, perception, spec.objects.depth_percentile))
     if failed_rows:
         failed_frame = daft.from_pylist(failed_rows)
@@ -95,18 +104,16 @@ def _perceived_fields() -> list[tuple[str, daft.DataType]]:
     return [(f.name, daft.DataType.from_arrow_type(f.type)) for f in arrow]
 
 
-def _store_batch(batch: pa.Table, cache: PerceptionCache, depth_key: str | None, grounding_key: str | None,
-                 stats: ModelRunStats) -> None:
+def _store_batch(batch: pa.Table, cache: PerceptionCache, keys: dict[str, str], stats: ModelRunStats) -> None:
     ok = batch.filter(batch.column("prepare_error").is_null())
     for row in batch.filter(batch.column("prepare_error").is_valid()).to_pylist():
         stats.failures.append((row["path"], row["prepare_error"]))
-    if depth_key is not None:
-        cache.add(DEPTH_TABLE, pa.table({
-            "image_id": ok.column("image_id"), "key": pa.array([depth_key] * ok.num_rows, pa.string()),
-            "kind": ok.column("kind"), "rows": ok.column("rows"), "cols": ok.column("cols"), "depth": ok.column("depth")}))
-        stats.depth_run += ok.num_rows
-    if grounding_key is not None:
-        cache.add(DETECTIONS_TABLE, pa.table({
-            "image_id": ok.column("image_id"), "key": pa.array([grounding_key] * ok.num_rows, pa.string()),
-            "detections": ok.column("detections")}))
-        stats.detections_run += ok.num_rows
+    for task, key in keys.items():
+        columns = {"image_id": ok.column("image_id"), "key": pa.array([key] * ok.num_rows, pa.string())}
+        if task == "grounding":
+            columns["detections"] = ok.column("detections")
+        else:
+            for name, column in zip(("kind", "rows", "cols", "depth"), depth_columns(task)):
+                columns[name] = ok.column(column)
+        cache.add(TABLES[task], pa.table(columns))
+        stats.run[task] += ok.num_rows

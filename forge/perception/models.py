@@ -38,8 +38,9 @@ THREADS = max(1, min(16, os.cpu_count() or 1))
 
 ID_TYPE = DataType.struct({"image_id": DataType.string(), "width": DataType.int64(),
                            "height": DataType.int64(), "error": DataType.string()})
-PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(), "depth_input": DataType.tensor(DataType.uint8()),
-                                 "grounding_input": DataType.tensor(DataType.uint8())})
+TASKS = ("depth", "check", "grounding")  # main depth model, optional second depth model, detector
+PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(),
+                                 **{f"{task}_input": DataType.tensor(DataType.uint8()) for task in TASKS}})
 DEPTH_TYPE = DataType.struct({"kind": DataType.string(), "rows": DataType.int32(), "cols": DataType.int32(),
                               "depth": DataType.binary()})
 DETECTIONS_TYPE = DataType.list(DataType.struct({
@@ -70,7 +71,8 @@ def list_images(source: ImagesSource, base_dir: Path) -> list[str]:
 
 
 def perception_label(perception: ModelsPerception) -> str:
-    return f"depth={perception.depth.model};grounding={perception.grounding.model}"
+    label = f"depth={perception.depth.model};grounding={perception.grounding.model}"
+    return label + (f";depth_check={perception.depth_check.model}" if perception.depth_check is not None else "")
 
 
 def depth_cache_key(spec: DepthSpec) -> str:
@@ -112,25 +114,24 @@ class IdentifyImages:
 class PrepareImages:
     """Decodes each image once and resizes it to the fixed inputs of the models that will run."""
 
-    def __init__(self, depth_model: str | None, grounding_model: str | None):
+    def __init__(self, models: dict[str, str]):
         from udfs.depth import DepthInputs
         from udfs.grounding import GroundingInputs
 
-        self.depth = DepthInputs(depth_model) if depth_model else None
-        self.grounding = GroundingInputs(grounding_model) if grounding_model else None
-        sides = [max(m.height, m.width) for m in (self.depth, self.grounding) if m is not None]
-        self.longest = max(sides)
+        self.inputs = {task: (GroundingInputs(model) if task == "grounding" else DepthInputs(model))
+                       for task, model in models.items()}
+        self.longest = max(max(m.height, m.width) for m in self.inputs.values())
 
     def _one(self, path: str) -> dict:
         from udfs.images import decode, read
 
+        empty = {f"{task}_input": None for task in TASKS}
         try:
             image, _ = decode(read(path), self.longest)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            return {"prepare_error": f"cannot decode image: {exc}", "depth_input": None, "grounding_input": None}
-        return {"prepare_error": None,
-                "depth_input": self.depth.prepare(image) if self.depth else None,
-                "grounding_input": self.grounding.prepare(image) if self.grounding else None}
+            return {"prepare_error": f"cannot decode image: {exc}", **empty}
+        return {"prepare_error": None, **empty,
+                **{f"{task}_input": inputs.prepare(image) for task, inputs in self.inputs.items()}}
 
     @daft.method.batch(return_dtype=PREPARED_TYPE)
     def __call__(self, paths: Series) -> list[dict]:
@@ -196,6 +197,10 @@ def grounding_udf(spec: GroundingSpec, options: RunOptions):
     return DetectObjects()
 
 
+def _depth_map(data: bytes, rows: int, cols: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.float16).reshape(rows, cols).astype(np.float32)
+
+
 @daft.cls
 class ModelRecord:
     """Cached model outputs of one image -> the shared perception record, with object depth."""
@@ -205,15 +210,18 @@ class ModelRecord:
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
     def __call__(self, image_id: str, uri: str, width: int, height: int, kind: str, rows: int, cols: int,
-                 depth: bytes, detections: list) -> dict:
-        depth_map = np.frombuffer(depth, dtype=np.float16).reshape(rows, cols).astype(np.float32)
+                 depth: bytes, detections: list, check_rows: int | None, check_cols: int | None,
+                 check_depth: bytes | None) -> dict:
+        depth_map = _depth_map(depth, rows, cols)
+        check_map = _depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
 
         def box(d: dict) -> tuple[float, float, float, float]:
             return d["x1"], d["y1"], d["x2"], d["y2"]
 
         objects = [{"idx": i, "label": d["label"], "score": d["score"], "x1": d["x1"], "y1": d["y1"], "x2": d["x2"],
                     "y2": d["y2"], "depth": object_depth(depth_map, box(d), self.percentile),
-                    "depth_spread": depth_spread(depth_map, box(d))}
+                    "depth_spread": depth_spread(depth_map, box(d)),
+                    "depth_check": object_depth(check_map, box(d), self.percentile) if check_map is not None else None}
                    for i, d in enumerate(detections)]
         return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": kind,
                 "perception": self.label, "error": None, "objects": objects}
@@ -225,32 +233,51 @@ def identify(files: list[str]) -> DataFrame:
     return df.select("path", IdentifyImages()(col("path")).alias("id")).select("path", col("id").unnest())
 
 
-def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions,
-               depth: bool = True, grounding: bool = True) -> DataFrame:
-    """Prepare and run the chosen models on identified images (path, image_id, width, height).
+def task_models(perception: ModelsPerception) -> dict[str, DepthSpec | GroundingSpec]:
+    """The configured model of each task (the check model only when the spec has one)."""
+    tasks: dict[str, DepthSpec | GroundingSpec] = {"depth": perception.depth, "grounding": perception.grounding}
+    if perception.depth_check is not None:
+        tasks["check"] = perception.depth_check
+    return tasks
+
+
+def depth_columns(task: str) -> list[str]:
+    """Output columns of a depth task: kind, rows, cols, depth, prefixed `check_` for the check model."""
+    prefix = "" if task == "depth" else f"{task}_"
+    return [prefix + c for c in ("kind", "rows", "cols", "depth")]
+
+
+def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions, tasks: set[str]) -> DataFrame:
+    """Prepare and run the models of `tasks` on identified images (path, image_id, width, height).
 
     Rows that fail to decode keep their `prepare_error` and get null model outputs.
     """
-    prepare = PrepareImages(perception.depth.model if depth else None, perception.grounding.model if grounding else None)
+    models = {task: spec for task, spec in task_models(perception).items() if task in tasks}
+    prepare = PrepareImages({task: spec.model for task, spec in models.items()})
     df = images.with_column("prepared", prepare(col("path"))).select(
         "path", "image_id", "width", "height", col("prepared").unnest())
     keep = ["path", "image_id", "width", "height", "prepare_error"]
-    if depth:
-        out = depth_udf(perception.depth, options)(col("depth_input"), col("width"), col("height"))
-        df = df.select(*df.column_names, out.alias("depth_out")).select(*df.column_names, col("depth_out").unnest())
-        keep += ["kind", "rows", "cols", "depth"]
-    if grounding:
-        df = df.with_column("detections", grounding_udf(perception.grounding, options)(
-            col("grounding_input"), col("width"), col("height")))
-        keep.append("detections")
+    for task, spec in models.items():
+        inputs = (col(f"{task}_input"), col("width"), col("height"))
+        if task == "grounding":
+            df = df.with_column("detections", grounding_udf(spec, options)(*inputs))
+            keep.append("detections")
+            continue
+        out = depth_udf(spec, options)(*inputs)
+        names = depth_columns(task)
+        df = df.select(*df.column_names, out.alias("depth_out")).select(
+            *df.column_names, *[col("depth_out").get(field).alias(name) for field, name in zip(("kind", "rows", "cols", "depth"), names)])
+        keep += names
     return df.select(*keep)
 
 
 def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: float) -> DataFrame:
     """Perception records from frames holding path, image_id, width, height, kind, rows, cols, depth, detections."""
     record = ModelRecord(depth_percentile, perception_label(perception))
+    check = [col(c) for c in depth_columns("check")[1:]] if perception.depth_check is not None else [
+        daft.lit(None).cast("int32"), daft.lit(None).cast("int32"), daft.lit(None).cast("binary")]
     return joined.select(record(col("image_id"), col("path"), col("width"), col("height"), col("kind"), col("rows"),
-                                col("cols"), col("depth"), col("detections")).alias("perceived")).select(
+                                col("cols"), col("depth"), col("detections"), *check).alias("perceived")).select(
         col("perceived").unnest())
 
 
@@ -259,5 +286,5 @@ def perceive_models(source: ImagesSource, perception: ModelsPerception, base_dir
     """The cold-cache plan: every image through both models (what `forge explain` shows)."""
     images = identify(list_images(source, base_dir)[:limit])
     ok = images.where(col("error").is_null()).exclude("error")
-    outputs = run_models(ok, perception, options).where(col("prepare_error").is_null())
+    outputs = run_models(ok, perception, options, set(task_models(perception))).where(col("prepare_error").is_null())
     return records(outputs, perception, depth_percentile)

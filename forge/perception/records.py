@@ -17,6 +17,7 @@ OBJECT_TYPE = DataType.struct(
         "y2": DataType.float64(),
         "depth": DataType.float64(),
         "depth_spread": DataType.float64(),
+        "depth_check": DataType.float64(),
     }
 )
 

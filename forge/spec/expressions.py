@@ -27,6 +27,7 @@ OBJECT_COLUMNS: dict[str, str] = {
     "h": "box height, fraction of image height",
     "area": "box area, fraction of image area",
     "depth": "front-surface depth: distance from the camera, larger = farther",
+    "depth_check": "front-surface depth from perception.depth_check (null without one)",
     "depth_spread": "(p75 - p25) / p50 of depth in the box's central half: large when the depth is unreliable",
     "truncated": "box touches the image border (true/false)",
     "label_count": "how many objects in the image share this label",

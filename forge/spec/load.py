@@ -215,6 +215,8 @@ def _check_semantics(spec: Spec, problems: _Problems) -> None:
             parse_expression(rule.keep, columns_for(3))
         except ValueError as exc:
             problems.add(("verify", "rules", i, "keep"), str(exc))
+    if spec.verify.depth_agreement and getattr(spec.perception, "depth_check", None) is None:
+        problems.add(("verify", "depth_agreement"), "needs a second depth model: set perception.depth_check (model perception)")
     names = [rule.name for rule in spec.verify.rules]
     for i, name in enumerate(names):
         if name in names[:i]:

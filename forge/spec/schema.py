@@ -84,6 +84,7 @@ class ModelsPerception(Model):
     kind: Literal["models"]
     depth: DepthModel
     grounding: GroundingModel
+    depth_check: Union[DepthModel, None] = Field(None, description="a second depth model, for verify.depth_agreement")
 
 
 Perception = Annotated[
@@ -114,6 +115,7 @@ class VerifySpec(Model):
     drop_truncated: bool = True
     unique_labels: bool = True
     max_iou: float = Field(1.0, ge=0, le=1, description="max box overlap (IoU) between the objects a question names")
+    depth_agreement: bool = Field(False, description="drop pairs whose depth order the depth_check model contradicts")
     max_depth_spread: Union[float, None] = Field(
         None, gt=0, description="drop objects whose depth_spread is above this (unreliable depth); null = off")
     rules: list[Rule] = Field(default_factory=list)
