@@ -78,6 +78,11 @@ def rules_for(spec: Spec, family: Family, relation: Relation, margin: Expression
         rules.append(("depth_agreement", _all(
             (col(f"{x}_depth") < col(f"{y}_depth")) == (col(f"{x}_depth_check") < col(f"{y}_depth_check"))
             for x, y in pairs)))
+    if spec.verify.flip_consistency:
+        found = _every(sides, "flip_cx", lambda c: c.not_null())
+        consistent = [((col(f"{x}_depth") < col(f"{y}_depth")) == (col(f"{x}_flip_depth") < col(f"{y}_flip_depth")))
+                      & ((col(f"{x}_cx") < col(f"{y}_cx")) == (col(f"{x}_flip_cx") > col(f"{y}_flip_cx"))) for x, y in pairs]
+        rules.append(("flip_consistency", _all([found, *consistent])))
     if relation.needs_metric:
         rules.append(("metric_depth", col("depth_kind") == "metric"))
     for rule in spec.verify.rules:

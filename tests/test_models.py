@@ -281,3 +281,29 @@ def test_depth_agreement_without_a_second_model_is_a_spec_error(tmp_path, models
     spec["verify"]["depth_agreement"] = True
     result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
     assert result.exit_code == 2 and "verify.depth_agreement: needs a second depth model" in result.stderr
+
+
+def test_flip_check_runs_mirrored_models_and_vetoes_inconsistent_tuples(tmp_path, models, model_calls):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=6)
+    spec = models_spec(str(depth), str(owl))
+    spec["perception"]["flip_check"] = True
+    spec["verify"]["flip_consistency"] = True
+    output = _build(tmp_path, spec)
+    assert "mirrored depth: 6 run, 0 cached; mirrored detections: 6 run, 0 cached" in output
+    assert model_calls == {"depth": 12, "grounding": 12}  # original and mirrored images
+    counts = {line.split()[1]: int(line.split()[-1]) for line in output.splitlines() if line.strip().startswith(("-", "="))}
+    considered = int(next(line for line in output.splitlines() if "candidates considered" in line).split()[1])
+    # random models disagree with themselves under mirroring on some pairs, not on all
+    assert 0 < counts["flip_consistency"] < considered and counts["kept"] > 0
+    assert "mirrored depth: 0 run, 6 cached" in _build(tmp_path, spec)
+    assert model_calls == {"depth": 12, "grounding": 12}
+
+
+def test_flip_consistency_without_flip_check_is_a_spec_error(tmp_path, models):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=1)
+    spec = models_spec(str(depth), str(owl))
+    spec["verify"]["flip_consistency"] = True
+    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
+    assert result.exit_code == 2 and "verify.flip_consistency: needs the mirrored run" in result.stderr

@@ -110,7 +110,7 @@ class ReadAnnotated:
             box = (max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0))
             objects.append({"idx": i, "label": ann["label"], "score": ann["score"], "x1": box[0], "y1": box[1],
                             "x2": box[2], "y2": box[3], "depth": object_depth(depth, box, self.percentile),
-                            "depth_check": None, "depth_spread": depth_spread(depth, box)})
+                            "depth_check": None, "flip_depth": None, "flip_cx": None, "depth_spread": depth_spread(depth, box)})
         return {"image_id": content_id(data), "image_uri": uri, "width": width, "height": height,
                 "depth_kind": self.source.depth_kind, "perception": "annotations", "error": None, "objects": objects}
 

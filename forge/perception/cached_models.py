@@ -15,16 +15,18 @@ import pyarrow as pa
 from daft import DataFrame, col
 
 from forge.perception.cache import DEPTH_TABLE, DETECTIONS_TABLE, PerceptionCache
-from forge.perception.models import (RunOptions, depth_cache_key, depth_columns, grounding_cache_key, identify,
-                                     list_images, perception_label, records, run_models, task_models)
+from forge.perception.models import (DETECTION_TASKS, RunOptions, depth_columns, identify, list_images,
+                                     perception_label, records, run_models, task_cache_key, task_models)
 from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import ImagesSource, ModelsPerception
 from forge.store import Store
 
 
-TABLES = {"depth": DEPTH_TABLE, "check": DEPTH_TABLE, "grounding": DETECTIONS_TABLE}
-TASK_NAMES = {"depth": "depth", "check": "check depth", "grounding": "detections"}
+TABLES = {"depth": DEPTH_TABLE, "check": DEPTH_TABLE, "grounding": DETECTIONS_TABLE,
+          "flip_depth": DEPTH_TABLE, "flip_grounding": DETECTIONS_TABLE}
+TASK_NAMES = {"depth": "depth", "check": "check depth", "grounding": "detections",
+              "flip_depth": "mirrored depth", "flip_grounding": "mirrored detections"}
 
 
 @dataclass
@@ -61,7 +63,7 @@ def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions
 
     cache = PerceptionCache(store)
     tasks = task_models(perception)
-    keys = {task: (grounding_cache_key(spec) if task == "grounding" else depth_cache_key(spec)) for task, spec in tasks.items()}
+    keys = {task: task_cache_key(task, spec) for task, spec in tasks.items()}
     have = {task: cache.cached_ids(TABLES[task], key) if options.use_cache else set() for task, key in keys.items()}
     groups: dict[tuple[str, ...], list[dict]] = {}
     for image_id, row in unique.items():
@@ -86,8 +88,10 @@ def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions
         joined = known.exclude("error")
         for task, key in keys.items():
             cached = cache.frame(TABLES[task], key)
-            if task == "check":
-                cached = cached.select("image_id", *[col(c).alias(f"check_{c}") for c in ("kind", "rows", "cols", "depth")])
+            if task in DETECTION_TASKS:
+                cached = cached.select("image_id", col("detections").alias(DETECTION_TASKS[task]))
+            else:
+                cached = cached.select("image_id", *[col(c).alias(n) for c, n in zip(("kind", "rows", "cols", "depth"), depth_columns(task))])
             joined = joined.join(cached, on="image_id")
         frames.append(records(joined, perception, spec.objects.depth_percentile))
     if failed_rows:
@@ -110,8 +114,8 @@ def _store_batch(batch: pa.Table, cache: PerceptionCache, keys: dict[str, str], 
         stats.failures.append((row["path"], row["prepare_error"]))
     for task, key in keys.items():
         columns = {"image_id": ok.column("image_id"), "key": pa.array([key] * ok.num_rows, pa.string())}
-        if task == "grounding":
-            columns["detections"] = ok.column("detections")
+        if task in DETECTION_TASKS:
+            columns["detections"] = ok.column(DETECTION_TASKS[task])
         else:
             for name, column in zip(("kind", "rows", "cols", "depth"), depth_columns(task)):
                 columns[name] = ok.column(column)

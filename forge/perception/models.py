@@ -23,11 +23,12 @@ import daft
 import numpy as np
 import torch
 from daft import DataFrame, DataType, Series, col
-from PIL import Image
+from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.perception.cache import cache_key, model_fingerprint
 from forge.perception.depth_stats import depth_spread, object_depth
+from forge.perception.flip import flip_views
 from forge.perception.records import PERCEIVED_TYPE
 from forge.spec.schema import DepthModel as DepthSpec
 from forge.spec.schema import GroundingModel as GroundingSpec
@@ -38,7 +39,9 @@ THREADS = max(1, min(16, os.cpu_count() or 1))
 
 ID_TYPE = DataType.struct({"image_id": DataType.string(), "width": DataType.int64(),
                            "height": DataType.int64(), "error": DataType.string()})
-TASKS = ("depth", "check", "grounding")  # main depth model, optional second depth model, detector
+# main depth model, optional second depth model, detector, and both main models on the mirrored image
+TASKS = ("depth", "check", "grounding", "flip_depth", "flip_grounding")
+DETECTION_TASKS = {"grounding": "detections", "flip_grounding": "flip_detections"}
 PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(),
                                  **{f"{task}_input": DataType.tensor(DataType.uint8()) for task in TASKS}})
 DEPTH_TYPE = DataType.struct({"kind": DataType.string(), "rows": DataType.int32(), "cols": DataType.int32(),
@@ -75,15 +78,20 @@ def perception_label(perception: ModelsPerception) -> str:
     return label + (f";depth_check={perception.depth_check.model}" if perception.depth_check is not None else "")
 
 
-def depth_cache_key(spec: DepthSpec) -> str:
+def depth_cache_key(spec: DepthSpec, mirrored: bool = False) -> str:
     from udfs.depth import STORED_LONG_SIDE
 
-    return cache_key(model=model_fingerprint(spec.model), stored_long_side=STORED_LONG_SIDE)
+    return cache_key(model=model_fingerprint(spec.model), stored_long_side=STORED_LONG_SIDE, mirrored=mirrored)
 
 
-def grounding_cache_key(spec: GroundingSpec) -> str:
+def grounding_cache_key(spec: GroundingSpec, mirrored: bool = False) -> str:
     return cache_key(model=model_fingerprint(spec.model), vocabulary=spec.vocabulary, threshold=spec.threshold,
-                     max_objects=spec.max_objects)
+                     max_objects=spec.max_objects, mirrored=mirrored)
+
+
+def task_cache_key(task: str, spec: DepthSpec | GroundingSpec) -> str:
+    mirrored = task.startswith("flip_")
+    return grounding_cache_key(spec, mirrored) if task in DETECTION_TASKS else depth_cache_key(spec, mirrored)
 
 
 def _identify(path: str) -> dict:
@@ -118,7 +126,7 @@ class PrepareImages:
         from udfs.depth import DepthInputs
         from udfs.grounding import GroundingInputs
 
-        self.inputs = {task: (GroundingInputs(model) if task == "grounding" else DepthInputs(model))
+        self.inputs = {task: (GroundingInputs(model) if task in DETECTION_TASKS else DepthInputs(model))
                        for task, model in models.items()}
         self.longest = max(max(m.height, m.width) for m in self.inputs.values())
 
@@ -130,8 +138,10 @@ class PrepareImages:
             image, _ = decode(read(path), self.longest)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             return {"prepare_error": f"cannot decode image: {exc}", **empty}
+        mirrored = ImageOps.mirror(image) if any(task.startswith("flip_") for task in self.inputs) else None
         return {"prepare_error": None, **empty,
-                **{f"{task}_input": inputs.prepare(image) for task, inputs in self.inputs.items()}}
+                **{f"{task}_input": inputs.prepare(mirrored if task.startswith("flip_") else image)
+                   for task, inputs in self.inputs.items()}}
 
     @daft.method.batch(return_dtype=PREPARED_TYPE)
     def __call__(self, paths: Series) -> list[dict]:
@@ -211,17 +221,25 @@ class ModelRecord:
     @daft.method(return_dtype=PERCEIVED_TYPE)
     def __call__(self, image_id: str, uri: str, width: int, height: int, kind: str, rows: int, cols: int,
                  depth: bytes, detections: list, check_rows: int | None, check_cols: int | None,
-                 check_depth: bytes | None) -> dict:
-        depth_map = _depth_map(depth, rows, cols)
-        check_map = _depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
-
+                 check_depth: bytes | None, flip_rows: int | None, flip_cols: int | None, flip_depth: bytes | None,
+                 flip_detections: list | None) -> dict:
         def box(d: dict) -> tuple[float, float, float, float]:
             return d["x1"], d["y1"], d["x2"], d["y2"]
+
+        depth_map = _depth_map(depth, rows, cols)
+        check_map = _depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
+        flips = [(None, None)] * len(detections)
+        if flip_depth is not None and flip_detections is not None:
+            flips = flip_views([(d["label"], box(d)) for d in detections],
+                               [(d["label"], box(d)) for d in flip_detections],
+                               _depth_map(flip_depth, flip_rows, flip_cols), self.percentile)
+
 
         objects = [{"idx": i, "label": d["label"], "score": d["score"], "x1": d["x1"], "y1": d["y1"], "x2": d["x2"],
                     "y2": d["y2"], "depth": object_depth(depth_map, box(d), self.percentile),
                     "depth_spread": depth_spread(depth_map, box(d)),
-                    "depth_check": object_depth(check_map, box(d), self.percentile) if check_map is not None else None}
+                    "depth_check": object_depth(check_map, box(d), self.percentile) if check_map is not None else None,
+                    "flip_depth": flips[i][0], "flip_cx": flips[i][1]}
                    for i, d in enumerate(detections)]
         return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": kind,
                 "perception": self.label, "error": None, "objects": objects}
@@ -238,6 +256,9 @@ def task_models(perception: ModelsPerception) -> dict[str, DepthSpec | Grounding
     tasks: dict[str, DepthSpec | GroundingSpec] = {"depth": perception.depth, "grounding": perception.grounding}
     if perception.depth_check is not None:
         tasks["check"] = perception.depth_check
+    if perception.flip_check:
+        tasks["flip_depth"] = perception.depth
+        tasks["flip_grounding"] = perception.grounding
     return tasks
 
 
@@ -259,9 +280,9 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
     keep = ["path", "image_id", "width", "height", "prepare_error"]
     for task, spec in models.items():
         inputs = (col(f"{task}_input"), col("width"), col("height"))
-        if task == "grounding":
-            df = df.with_column("detections", grounding_udf(spec, options)(*inputs))
-            keep.append("detections")
+        if task in DETECTION_TASKS:
+            df = df.with_column(DETECTION_TASKS[task], grounding_udf(spec, options)(*inputs))
+            keep.append(DETECTION_TASKS[task])
             continue
         out = depth_udf(spec, options)(*inputs)
         names = depth_columns(task)
@@ -274,10 +295,12 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
 def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: float) -> DataFrame:
     """Perception records from frames holding path, image_id, width, height, kind, rows, cols, depth, detections."""
     record = ModelRecord(depth_percentile, perception_label(perception))
-    check = [col(c) for c in depth_columns("check")[1:]] if perception.depth_check is not None else [
-        daft.lit(None).cast("int32"), daft.lit(None).cast("int32"), daft.lit(None).cast("binary")]
+    absent_map = [daft.lit(None).cast("int32"), daft.lit(None).cast("int32"), daft.lit(None).cast("binary")]
+    check = [col(c) for c in depth_columns("check")[1:]] if perception.depth_check is not None else absent_map
+    flip = [col(c) for c in depth_columns("flip_depth")[1:]] + [col("flip_detections")] if perception.flip_check else (
+        absent_map + [daft.lit(None).cast(DETECTIONS_TYPE)])
     return joined.select(record(col("image_id"), col("path"), col("width"), col("height"), col("kind"), col("rows"),
-                                col("cols"), col("depth"), col("detections"), *check).alias("perceived")).select(
+                                col("cols"), col("depth"), col("detections"), *check, *flip).alias("perceived")).select(
         col("perceived").unnest())
 
 

@@ -18,6 +18,8 @@ OBJECT_TYPE = DataType.struct(
         "depth": DataType.float64(),
         "depth_spread": DataType.float64(),
         "depth_check": DataType.float64(),
+        "flip_depth": DataType.float64(),
+        "flip_cx": DataType.float64(),
     }
 )
 

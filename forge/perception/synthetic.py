@@ -44,7 +44,7 @@ class RenderSynthetic:
             box = (x1 / s.width, y1 / s.height, x2 / s.width, y2 / s.height)
             objects.append({"idx": i, "label": obj.label, "score": 1.0, "x1": box[0], "y1": box[1],
                             "x2": box[2], "y2": box[3], "depth": object_depth(scene.depth, box, self.percentile),
-                            "depth_check": None, "depth_spread": depth_spread(scene.depth, box)})
+                            "depth_check": None, "flip_depth": None, "flip_cx": None, "depth_spread": depth_spread(scene.depth, box)})
         return {
             "image_id": content_id(scene.png_bytes()),
             "image_uri": scene_uri(s, self.seed, index),

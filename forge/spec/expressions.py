@@ -28,6 +28,8 @@ OBJECT_COLUMNS: dict[str, str] = {
     "area": "box area, fraction of image area",
     "depth": "front-surface depth: distance from the camera, larger = farther",
     "depth_check": "front-surface depth from perception.depth_check (null without one)",
+    "flip_depth": "depth measured in the mirrored image (perception.flip_check; null when not found again)",
+    "flip_cx": "box centre x of the object's detection in the mirrored image (null when not found again)",
     "depth_spread": "(p75 - p25) / p50 of depth in the box's central half: large when the depth is unreliable",
     "truncated": "box touches the image border (true/false)",
     "label_count": "how many objects in the image share this label",

@@ -217,6 +217,8 @@ def _check_semantics(spec: Spec, problems: _Problems) -> None:
             problems.add(("verify", "rules", i, "keep"), str(exc))
     if spec.verify.depth_agreement and getattr(spec.perception, "depth_check", None) is None:
         problems.add(("verify", "depth_agreement"), "needs a second depth model: set perception.depth_check (model perception)")
+    if spec.verify.flip_consistency and not getattr(spec.perception, "flip_check", False):
+        problems.add(("verify", "flip_consistency"), "needs the mirrored run: set perception.flip_check: true (model perception)")
     names = [rule.name for rule in spec.verify.rules]
     for i, name in enumerate(names):
         if name in names[:i]:

@@ -85,6 +85,7 @@ class ModelsPerception(Model):
     depth: DepthModel
     grounding: GroundingModel
     depth_check: Union[DepthModel, None] = Field(None, description="a second depth model, for verify.depth_agreement")
+    flip_check: bool = Field(False, description="also run both models on the mirrored image, for verify.flip_consistency")
 
 
 Perception = Annotated[
@@ -116,6 +117,7 @@ class VerifySpec(Model):
     unique_labels: bool = True
     max_iou: float = Field(1.0, ge=0, le=1, description="max box overlap (IoU) between the objects a question names")
     depth_agreement: bool = Field(False, description="drop pairs whose depth order the depth_check model contradicts")
+    flip_consistency: bool = Field(False, description="drop tuples whose depth order or left/right the mirrored image contradicts")
     max_depth_spread: Union[float, None] = Field(
         None, gt=0, description="drop objects whose depth_spread is above this (unreliable depth); null = off")
     rules: list[Rule] = Field(default_factory=list)
