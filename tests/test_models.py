@@ -274,15 +274,6 @@ def test_second_depth_model_vetoes_pairs_it_orders_differently(tmp_path, models,
     assert "check depth: 0 run, 6 cached" in _build(tmp_path, spec)
 
 
-def test_depth_agreement_without_a_second_model_is_a_spec_error(tmp_path, models):
-    depth, owl = models
-    write_photos(tmp_path / "photos", count=1)
-    spec = models_spec(str(depth), str(owl))
-    spec["verify"]["depth_agreement"] = True
-    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
-    assert result.exit_code == 2 and "verify.depth_agreement: needs a second depth model" in result.stderr
-
-
 def test_flip_check_runs_mirrored_models_and_vetoes_inconsistent_tuples(tmp_path, models, model_calls):
     depth, owl = models
     write_photos(tmp_path / "photos", count=6)
@@ -300,10 +291,14 @@ def test_flip_check_runs_mirrored_models_and_vetoes_inconsistent_tuples(tmp_path
     assert model_calls == {"depth": 12, "grounding": 12}
 
 
-def test_flip_consistency_without_flip_check_is_a_spec_error(tmp_path, models):
+@pytest.mark.parametrize("rule, message", [
+    ("depth_agreement", "verify.depth_agreement: needs a second depth model"),
+    ("flip_consistency", "verify.flip_consistency: needs the mirrored run"),
+])
+def test_cross_check_rule_without_its_perception_is_a_spec_error(tmp_path, models, rule, message):
     depth, owl = models
     write_photos(tmp_path / "photos", count=1)
     spec = models_spec(str(depth), str(owl))
-    spec["verify"]["flip_consistency"] = True
+    spec["verify"][rule] = True
     result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
-    assert result.exit_code == 2 and "verify.flip_consistency: needs the mirrored run" in result.stderr
+    assert result.exit_code == 2 and message in result.stderr

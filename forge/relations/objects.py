@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from daft import col, lit
 
 from forge.relations.base import Relation, box_text, point_text, real_height, real_width, tenths
 
+_GROUNDING = Relation(
+    arity=1,
+    margin=col("a_score"),
+    values={"box": box_text("a"), "point": point_text("a")},
+    max_margin=1.0,
+    meaning="locate a named object; values {box} (x1,y1,x2,y2) and {point} (x,y) on the [0,1000] grid; margin = detector score",
+)
+
 OBJECT_RELATIONS: dict[str, Relation] = {
-    "grounding": Relation(
-        arity=1,
-        margin=col("a_score"),
-        values={"box": box_text("a"), "point": point_text("a")},
-        max_margin=1.0,
-        meaning="locate a named object; values {box} (x1,y1,x2,y2) and {point} (x,y) on the [0,1000] grid; margin = detector score",
-    ),
-    "referring": Relation(
-        arity=1,
-        margin=col("a_score"),
-        values={"box": box_text("a"), "point": point_text("a")},
-        max_margin=1.0,
-        meaning="name the object at a box or point; same values as grounding; margin = detector score",
-    ),
+    "grounding": _GROUNDING,
+    # the same geometry asked the other way round: the box or point is given, the label answered
+    "referring": replace(_GROUNDING, meaning="name the object at a box or point; same values as grounding"),
     "size": Relation(
         arity=1,
         margin=lit(1.0),
