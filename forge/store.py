@@ -82,16 +82,22 @@ class Store:
         return self.db.create_table(name, schema=schema)
 
     def write_qa(self, rows: pa.Table, spec_name: str, spec_hash: str, table_name: str = "qa") -> WriteResult:
+        """Insert new rows and drop the spec's older-version rows in one commit.
+
+        A build killed before this commit leaves the previous table untouched; readers never see
+        a half-written build. Rows already present (same qa_id) are left as they are.
+        """
         rows = rows.cast(QA_SCHEMA).sort_by("qa_id")
         table = self.table(table_name, QA_SCHEMA)
         stale_filter = f"spec_name = '{spec_name}' AND spec_hash != '{spec_hash}'"
         stale = table.count_rows(stale_filter)
-        if stale:
-            table.delete(stale_filter)
         before = table.count_rows()
-        if rows.num_rows:
-            table.merge_insert("qa_id").when_not_matched_insert_all().execute(rows)
-        inserted = table.count_rows() - before
+        merge = table.merge_insert("qa_id").when_not_matched_insert_all()
+        if stale:
+            merge = merge.when_not_matched_by_source_delete(stale_filter)
+        if rows.num_rows or stale:
+            merge.execute(rows)
+        inserted = table.count_rows() - before + stale
         return WriteResult(inserted=inserted, already_present=rows.num_rows - inserted, stale_removed=stale)
 
     def record_build(self, record: dict) -> None:

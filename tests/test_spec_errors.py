@@ -73,6 +73,28 @@ CASES = {
         lambda s: s.update(source={"kind": "images", "path": "."}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": ["cup", "dog", "cup"]}}),
         r"perception\.grounding\.vocabulary: vocabulary repeats 'cup'",
     ),
+    "percentile out of range": (_set(["objects", "depth_percentile"], 0), r"objects\.depth_percentile: Input should be greater than 0"),
+    "field of view out of range": (_set(["objects", "horizontal_fov_deg"], 200), r"objects\.horizontal_fov_deg: Input should be less than 179"),
+    "bad family name": (_set(["families", 0, "name"], "Depth Order"), r"families\[0\]\.name: String should match pattern"),
+    "table name escaping the db": (_set(["output"], {"table": "../../etc/qa"}), r"output\.table: String should match pattern"),
+    "open answer for a two-way relation": (_set(T0 + ["answer"], "{a}"), r"questions\[0\]\.answer: this relation decides between two answers"),
+    "choices for an open answer": (
+        lambda s: s["families"].__setitem__(0, {"name": "g", "relation": "grounding", "min_margin": 0.1, "questions": [{
+            "answer_type": "box", "answer": "{box}", "choices": ["{a}", "x"],
+            "templates": ["Where is the {a}?", "Box of the {a}?", "Locate the {a}."]}]}),
+        r"families\[0\]\.questions\[0\]\.choices: open answers take no choices",
+    ),
+    "malformed template brace": (_set(T0 + ["templates", 0], "Which is closer, the {a or the {b}?"), r"templates\[0\]: malformed template"),
+    "unknown answer type": (_set(T0 + ["answer_type"], "essay"), r"questions\[0\]\.answer_type: Input should be 'two_choice'"),
+    "impossible set size": (
+        lambda s: s["families"].__setitem__(0, {"name": "x", "relation": "depth_extreme", "min_margin": 0.1, "set_size": [2, 6],
+                                                "questions": [{"answer_type": "multiple_choice", "answer": "{nearest}",
+                                                               "templates": ["{options}?", "Of {options}?", "Among {options}?"]}]}),
+        r"families\[0\]\.set_size: must be \[min, max\] with 3 <= min <= max <= 5",
+    ),
+    "value placeholder of another family": (_set(T0 + ["templates", 0], "How far is the {a} from the {b}: {distance}?"), r"unknown placeholder \{distance\}"),
+    "negative image count": (_set(["source", "images"], -5), r"source\.images: Input should be greater than or equal to 1"),
+    "rule on a column that does not exist": (_set(["families", 0, "rules"], [{"name": "r", "keep": "a_colour = 'red'"}]), r"families\[0\]\.rules\[0\]\.keep: unknown column 'a_colour'"),
 }
 
 
@@ -142,3 +164,47 @@ def test_vocabulary_from_builtin_or_file(tmp_path, vocabulary, expected):
     names = load_spec(write_spec(tmp_path, spec)).spec.perception.grounding.vocabulary
     assert (len(names), names[0], names[-1]) == expected
     assert len(set(names)) == len(names)
+
+
+RAW_CASES = {
+    "billion laughs": ('version: 1\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+                       + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n" for i in range(8)),
+                       r":2:\d+: YAML anchors and aliases \(&, \*\) are not allowed"),
+    "duplicate key": ("version: 1\nname: a\nname: b\n", r":3: name: duplicate key"),
+    "top-level list": ("- version: 1\n", r"a spec is a YAML mapping"),
+    "empty file": ("", r"a spec is a YAML mapping"),
+    "tab indentation": ("version: 1\nsource:\n\tkind: synthetic\n", r":3:\d+: YAML syntax error"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAW_CASES))
+def test_malformed_yaml_is_refused_quickly_in_one_line(tmp_path, case):
+    import time
+
+    text, pattern = RAW_CASES[case]
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["build", str(path), "--db", str(tmp_path / "db")])
+    assert time.perf_counter() - start < 5
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and __import__("re").search(pattern, lines[0]), lines
+    assert not (tmp_path / "db").exists()
+
+
+def test_unknown_model_id_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"not really a jpeg")
+    spec = demo_dict()
+    spec.update(source={"kind": "images", "path": "photos"},
+                perception={"kind": "models", "depth": {"model": "nobody/no-depth-model"},
+                            "grounding": {"model": "nobody/no-detector", "vocabulary": ["cup"]}})
+    result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, spec)), "--db", str(tmp_path / "db")])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "'nobody/no-depth-model' is neither a local folder" in result.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_there_are_at_least_thirty_malformed_spec_cases():
+    assert len(CASES) + len(RAW_CASES) + 2 >= 30

@@ -312,6 +312,30 @@ def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems
             problems.add(where + ("templates", ti), "duplicate template")
 
 
+def _refuse_aliases(path: Path, text: str) -> None:
+    """Anchors/aliases let a few lines expand to gigabytes ("billion laughs"); specs do not need them."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            mark = event.start_mark
+            raise SpecError([f"{path}:{mark.line + 1}:{mark.column + 1}: YAML anchors and aliases (&, *) are not "
+                             f"allowed in specs; write the values out"])
+
+
+def _duplicate_keys(node: yaml.Node, path: KeyPath, problems: "_Problems") -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                problems.items.append(f"{problems.file}:{key_node.start_mark.line + 1}: {format_path(path + (key,))}: "
+                                      f"duplicate key (YAML would silently keep only the last one)")
+            seen.add(key)
+            _duplicate_keys(value_node, path + (key,), problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(item, path + (i,), problems)
+
+
 def spec_hash(spec: Spec) -> str:
     """Hash of the validated content (not the text): comments and key order do not change it."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -327,6 +351,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise ForgeError(f"{path}: spec file is {path.stat().st_size} bytes; specs are limited to {MAX_SPEC_BYTES} bytes")
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
+        _refuse_aliases(path, text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -337,6 +362,9 @@ def load_spec(path: str | Path) -> LoadedSpec:
     if not isinstance(data, dict):
         raise SpecError([f"{path}:1: (top level): a spec is a YAML mapping with keys version, name, source, perception, families"])
     problems = _Problems(path, _line_index(root) if root is not None else {})
+    _duplicate_keys(root, (), problems)
+    if problems.items:
+        raise SpecError(problems.items)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
