@@ -52,6 +52,8 @@ class BuildReport:
                f"  objects       {self.objects}"]
         for reason, count in sorted(self.images_failed.items()):
             out.append(f"    skipped {count}: {reason}")
+        if self.images_failed:
+            out.append(f"    (every skipped image and its reason: table `errors` in {self.db}; `forge stats`)")
         if self.models is not None:
             out.append(f"  perception    {self.models.line()}")
         out.extend(funnel_lines(self.funnel))
@@ -89,10 +91,11 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         perceived = lazy.collect()
     else:
         perceived = plan.perceived.collect()
-    records = perceived.select("error", "objects").to_arrow()
+    records = perceived.select("image_uri", "error", "objects").to_arrow()
     report.images = records.num_rows
     errors = records.column("error").drop_null()
     report.images_failed = {d["values"]: int(d["counts"]) for d in pc.value_counts(errors).to_pylist()}
+    failures = [(r["image_uri"], r["error"]) for r in records.filter(pc.is_valid(records.column("error"))).to_pylist()]
     report.objects = int(pc.sum(pc.list_value_length(records.column("objects"))).as_py() or 0)
 
     echo("relating, verifying and phrasing pairs ...")
@@ -108,6 +111,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
     report.write = store.write_qa(qa, spec.name, loaded.spec_hash, spec.output.table)
     report.seconds = time.perf_counter() - clock
     build_id = hashlib.sha256(f"{loaded.spec_hash}/{plan.seed}/{started.isoformat()}".encode()).hexdigest()[:16]
+    store.record_errors(failures, spec.name, build_id)
     store.record_build({
         "build_id": build_id, "spec_name": spec.name, "spec_hash": loaded.spec_hash, "spec_path": str(loaded.path),
         "seed": plan.seed, "started_at": started.isoformat(), "seconds": report.seconds, "images": report.images,

@@ -40,6 +40,12 @@ def stats_lines(db: Path, table: str = "qa") -> list[str]:
             positions = Counter(POSITION_NAMES[r["choices"].index(r["answer"])] for r in choice_rows)
             lines.append(f"    answer position: {_share(positions, len(choice_rows))}")
         lines.append(f"    answers (top 5): {_share(Counter(r['answer'] for r in rows), len(rows))}")
+    if (db / "errors.lance").is_dir():
+        errors = connection.open_table("errors").to_arrow().to_pylist()
+        if errors:
+            reasons = Counter(e["reason"].split(":")[0] for e in errors)
+            lines.append(f"skipped images: {len(errors)} (table `errors`): "
+                         + ", ".join(f"{reason} x{count}" for reason, count in reasons.most_common(5)))
     if (db / "builds.lance").is_dir():
         builds = connection.open_table("builds").to_arrow()
         if builds.num_rows:

@@ -56,6 +56,16 @@ BUILDS_SCHEMA = pa.schema(
 )
 
 
+ERRORS_SCHEMA = pa.schema(
+    [
+        pa.field("image_uri", pa.string()),
+        pa.field("spec_name", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("build_id", pa.string()),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class WriteResult:
     inserted: int
@@ -99,6 +109,15 @@ class Store:
             merge.execute(rows)
         inserted = table.count_rows() - before + stale
         return WriteResult(inserted=inserted, already_present=rows.num_rows - inserted, stale_removed=stale)
+
+    def record_errors(self, failures: list[tuple[str, str]], spec_name: str, build_id: str) -> None:
+        """Remember skipped images and why (one row per image and spec; a rebuild updates it)."""
+        if not failures:
+            return
+        rows = pa.Table.from_pylist([{"image_uri": uri, "spec_name": spec_name, "reason": reason, "build_id": build_id}
+                                     for uri, reason in failures], schema=ERRORS_SCHEMA)
+        table = self.table("errors", ERRORS_SCHEMA)
+        table.merge_insert(["image_uri", "spec_name"]).when_matched_update_all().when_not_matched_insert_all().execute(rows)
 
     def record_build(self, record: dict) -> None:
         row = dict(record, funnel=json.dumps(record["funnel"]))  # keeps the rules' order

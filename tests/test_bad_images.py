@@ -1,0 +1,145 @@
+"""A corpus of broken and awkward images: the build finishes, keeps the good ones, records the rest."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import write_spec
+from forge.cli import main
+from forge.perception.synthetic_scene import render_scene
+from test_models import models_spec
+from tiny_models import save_tiny_depth, save_tiny_owlvit
+from udfs.images import content_id, decode
+
+
+def _jpeg(img: Image.Image, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height but carries almost no data (a decompression bomb's header)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def _rotated_jpeg() -> bytes:
+    img = Image.new("RGB", (80, 40), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 10, 10))  # red marker top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display rotated 90 degrees clockwise
+    return _jpeg(img, exif=exif, quality=95)
+
+
+def scene(i: int) -> Image.Image:
+    return Image.fromarray(render_scene(5, i, 160, 120, 3, 5).rgb)
+
+
+GOOD = {
+    "good_0.jpg": lambda: _jpeg(scene(0)),
+    "good_1.png": lambda: _png(scene(1)),
+    "cmyk.jpg": lambda: _jpeg(scene(2).convert("CMYK")),
+    "gray.jpg": lambda: _jpeg(scene(3).convert("L")),
+    "gray16.png": lambda: _png(Image.fromarray((np.asarray(scene(4).convert("L"), dtype=np.uint16) * 257))),
+    "palette_alpha.png": lambda: _png(scene(5).convert("RGBA").quantize(16)),
+    "rotated.jpg": _rotated_jpeg,
+    "one_pixel.png": lambda: _png(Image.new("RGB", (1, 1), (10, 20, 30))),
+}
+BAD = {
+    "zero_bytes.jpg": (lambda: b"", "cannot read image"),
+    "truncated.jpg": (lambda: _jpeg(scene(6))[:600], "cannot read image"),
+    "truncated.png": (lambda: _png(scene(7))[:900], "cannot read image"),
+    "not_an_image.png": (lambda: b"hello, I am a text file\n" * 20, "cannot read image"),
+    "bomb.png": (lambda: _png_header_only(20_000, 20_000), "cannot read image: image too large to decode safely"),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    photos = root / "photos"
+    photos.mkdir()
+    for name, make in GOOD.items():
+        (photos / name).write_bytes(make())
+    for name, (make, _) in BAD.items():
+        (photos / name).write_bytes(make())
+    depth, owl = save_tiny_depth(root / "depth"), save_tiny_owlvit(root / "owl")
+    result = CliRunner().invoke(main, ["build", str(write_spec(root, models_spec(str(depth), str(owl)))), "--db", str(root / "db")])
+    return root, result
+
+
+def test_build_finishes_and_records_every_skipped_image_with_its_reason(corpus_build):
+    root, result = corpus_build
+    assert result.exit_code == 0, result.output
+    assert f"{len(GOOD) + len(BAD)} read, {len(BAD)} skipped" in result.output
+    errors = lancedb.connect(str(root / "db")).open_table("errors").to_arrow().to_pylist()
+    by_file = {Path(e["image_uri"]).name: e["reason"] for e in errors}
+    assert set(by_file) == set(BAD)
+    for name, (_, reason) in BAD.items():
+        assert by_file[name].startswith(reason), (name, by_file[name])
+    stats = CliRunner().invoke(main, ["stats", "--db", str(root / "db")])
+    assert f"skipped images: {len(BAD)} (table `errors`)" in stats.output
+
+
+def test_good_and_awkward_images_are_perceived_and_asked_about(corpus_build):
+    root, _ = corpus_build
+    db = lancedb.connect(str(root / "db"))
+    ids = {content_id((root / "photos" / name).read_bytes()): name for name in GOOD}
+    for table in ("perception_depth", "perception_detections"):
+        cached = set(db.open_table(table).to_arrow().column("image_id").to_pylist())
+        assert cached == set(ids), (table, {ids.get(i, i) for i in cached ^ set(ids)})
+    asked = {Path(r["image_uri"]).name for r in db.open_table("qa").to_arrow().to_pylist()}
+    assert {"good_0.jpg", "good_1.png", "cmyk.jpg", "gray16.png", "palette_alpha.png"} <= asked
+
+
+def test_rebuild_does_not_duplicate_error_rows(corpus_build):
+    root, _ = corpus_build
+    result = CliRunner().invoke(main, ["build", str(root / "spec.yaml"), "--db", str(root / "db")])
+    assert result.exit_code == 0
+    assert lancedb.connect(str(root / "db")).open_table("errors").count_rows() == len(BAD)
+
+
+def test_decoding_honours_orientation_bit_depth_and_transparency():
+    image, size = decode(_rotated_jpeg(), 960)
+    assert size == (40, 80) and image.size == (40, 80)
+    assert np.asarray(image)[2, 37, 0] > 200  # the red marker moved to the top-right
+    sixteen, _ = decode(_png(Image.fromarray(np.full((4, 4), 32896, np.uint16))), 960)
+    assert np.asarray(sixteen)[0, 0].tolist() == [128, 128, 128]  # 16-bit mid-gray stays mid-gray, not white
+    clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert np.asarray(decode(_png(clear), 960)[0])[0, 0].tolist() == [128, 128, 128]  # transparent -> gray
+
+
+def _peak_rss_mb(script: str) -> float:
+    code = f"import resource\n{script}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_huge_jpeg_decodes_within_bounded_memory(tmp_path):
+    huge = tmp_path / "huge.jpg"
+    Image.new("L", (12_000, 12_000), 90).save(huge, quality=50)
+    small = tmp_path / "small.jpg"
+    Image.new("L", (64, 64), 90).save(small)
+    run = "from pathlib import Path\nfrom udfs.images import decode\nimg, size = decode(Path({!r}).read_bytes(), 960)\nassert max(img.size) <= 1920, img.size"
+    extra = _peak_rss_mb(run.format(str(huge))) - _peak_rss_mb(run.format(str(small)))
+    assert extra < 150  # a full decode would need 432 MB for RGB (144 MB even as grayscale)
