@@ -143,3 +143,47 @@ def test_a_huge_jpeg_decodes_within_bounded_memory(tmp_path):
     run = "from pathlib import Path\nfrom udfs.images import decode\nimg, size = decode(Path({!r}).read_bytes(), 960)\nassert max(img.size) <= 1920, img.size"
     extra = _peak_rss_mb(run.format(str(huge))) - _peak_rss_mb(run.format(str(small)))
     assert extra < 150  # a full decode would need 432 MB for RGB (144 MB even as grayscale)
+
+
+def test_url_list_source_records_unreachable_and_missing_urls(tmp_path):
+    import functools
+    import http.server
+    import socket
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    for i in range(3):
+        scene(i).save(served / f"img_{i}.jpg")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: connections are refused
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    (tmp_path / "photos").mkdir()
+    scene(3).save(tmp_path / "photos" / "local.jpg")
+    (tmp_path / "urls.txt").write_text("\n".join([
+        "# three served images, one local path, one refused connection, one 404",
+        *(f"{base}/img_{i}.jpg" for i in range(3)),
+        "photos/local.jpg",
+        f"http://127.0.0.1:{dead_port}/gone.jpg",
+        f"{base}/missing.jpg",
+    ]) + "\n")
+    try:
+        depth, owl = save_tiny_depth(tmp_path / "depth"), save_tiny_owlvit(tmp_path / "owl")
+        spec = models_spec(str(depth), str(owl))
+        spec["source"] = {"kind": "urls", "list": "urls.txt"}
+        result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, spec)), "--db", str(tmp_path / "db")])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert "6 read, 2 skipped" in result.output
+    db = lancedb.connect(str(tmp_path / "db"))
+    errors = {e["image_uri"]: e["reason"] for e in db.open_table("errors").to_arrow().to_pylist()}
+    assert "Connection refused" in errors[f"http://127.0.0.1:{dead_port}/gone.jpg"]
+    assert "404" in errors[f"{base}/missing.jpg"]
+    uris = {r["image_uri"] for r in db.open_table("qa").to_arrow().to_pylist()}
+    assert any(u.startswith(base) for u in uris) and str(tmp_path / "photos" / "local.jpg") in uris

@@ -93,6 +93,10 @@ CASES = {
         r"families\[0\]\.set_size: must be \[min, max\] with 3 <= min <= max <= 5",
     ),
     "value placeholder of another family": (_set(T0 + ["templates", 0], "How far is the {a} from the {b}: {distance}?"), r"unknown placeholder \{distance\}"),
+    "missing url list": (
+        lambda s: s.update(source={"kind": "urls", "list": "nowhere.txt"}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": ["cup"]}}),
+        r"source\.list: .*nowhere\.txt does not exist",
+    ),
     "negative image count": (_set(["source", "images"], -5), r"source\.images: Input should be greater than or equal to 1"),
     "rule on a column that does not exist": (_set(["families", 0, "rules"], [{"name": "r", "keep": "a_colour = 'red'"}]), r"families\[0\]\.rules\[0\]\.keep: unknown column 'a_colour'"),
 }

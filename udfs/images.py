@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,19 @@ def content_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def read(path: str) -> bytes:
-    return Path(path).read_bytes()
+URL_TIMEOUT_S = 20.0
+MAX_DOWNLOAD_BYTES = 64 << 20
+
+
+def read(uri: str) -> bytes:
+    """Bytes of a local path or an http(s) URL (timeout and size cap; failures raise OSError)."""
+    if not uri.startswith(("http://", "https://")):
+        return Path(uri).read_bytes()
+    with urllib.request.urlopen(uri, timeout=URL_TIMEOUT_S) as response:  # URLError and timeouts are OSErrors
+        data = response.read(MAX_DOWNLOAD_BYTES + 1)
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise OSError(f"download larger than {MAX_DOWNLOAD_BYTES >> 20} MiB")
+    return data
 
 
 def check_size(img: Image.Image) -> None:

@@ -12,7 +12,7 @@ from forge.perception.annotations import perceive_annotations
 from forge.perception.models import RunOptions, perceive_models
 from forge.perception.synthetic import perceive_synthetic
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import AnnotationsSource, ImagesSource, ModelsPerception, SyntheticSource
+from forge.spec.schema import AnnotationsSource, ImagesSource, ModelsPerception, SyntheticSource, UrlsSource
 
 
 def perceive(loaded: LoadedSpec, seed: int, limit: int | None, options: RunOptions) -> DataFrame:
@@ -22,5 +22,5 @@ def perceive(loaded: LoadedSpec, seed: int, limit: int | None, options: RunOptio
         return perceive_synthetic(spec.source, seed, percentile, limit)
     if isinstance(spec.source, AnnotationsSource):
         return perceive_annotations(spec.source, loaded.base_dir, percentile, limit)
-    assert isinstance(spec.source, ImagesSource) and isinstance(spec.perception, ModelsPerception)
+    assert isinstance(spec.source, (ImagesSource, UrlsSource)) and isinstance(spec.perception, ModelsPerception)
     return perceive_models(spec.source, spec.perception, loaded.base_dir, percentile, limit, options)

@@ -19,7 +19,7 @@ from forge.perception.models import (DETECTION_TASKS, RunOptions, depth_columns,
                                      perception_label, records, run_models, task_cache_key, task_models)
 from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import ImagesSource, ModelsPerception
+from forge.spec.schema import ImagesSource, ModelsPerception, UrlsSource
 from forge.store import Store
 
 
@@ -46,7 +46,7 @@ class ModelRunStats:
 def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions, limit: int | None,
                            echo: Callable[[str], None]) -> tuple[DataFrame, ModelRunStats]:
     spec = loaded.spec
-    assert isinstance(spec.source, ImagesSource) and isinstance(spec.perception, ModelsPerception)
+    assert isinstance(spec.source, (ImagesSource, UrlsSource)) and isinstance(spec.perception, ModelsPerception)
     perception = spec.perception
     stats = ModelRunStats()
     files = list_images(spec.source, loaded.base_dir)[:limit]

@@ -32,7 +32,7 @@ from forge.perception.flip import flip_views
 from forge.perception.records import PERCEIVED_TYPE
 from forge.spec.schema import DepthModel as DepthSpec
 from forge.spec.schema import GroundingModel as GroundingSpec
-from forge.spec.schema import ImagesSource, ModelsPerception
+from forge.spec.schema import ImagesSource, ModelsPerception, UrlsSource
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 THREADS = max(1, min(16, os.cpu_count() or 1))
@@ -63,8 +63,17 @@ class RunOptions:
         return self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
 
 
-def list_images(source: ImagesSource, base_dir: Path) -> list[str]:
-    """Image files of a folder (recursively) or a glob, sorted so builds are reproducible."""
+def list_images(source: ImagesSource | UrlsSource, base_dir: Path) -> list[str]:
+    """Image files of a folder (recursively) or a glob, sorted so builds are reproducible; or the
+    entries of a URL list in its order (paths in it resolved against the list's folder)."""
+    if isinstance(source, UrlsSource):
+        listing = base_dir / source.list
+        entries = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+        entries = [e for e in entries if e and not e.startswith("#")]
+        if not entries:
+            raise ForgeError(f"source.list {listing}: lists no images; put one URL or path per line")
+        resolved = [e if e.startswith(("http://", "https://")) else str((listing.parent / e).resolve()) for e in entries]
+        return list(dict.fromkeys(resolved))
     folder = base_dir / source.path
     paths = folder.rglob("*") if folder.is_dir() else map(Path, glob.glob(str(folder), recursive=True))
     files = sorted(str(p.resolve()) for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -305,7 +314,7 @@ def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: f
         col("perceived").unnest())
 
 
-def perceive_models(source: ImagesSource, perception: ModelsPerception, base_dir: Path, depth_percentile: float,
+def perceive_models(source: ImagesSource | UrlsSource, perception: ModelsPerception, base_dir: Path, depth_percentile: float,
                     limit: int | None, options: RunOptions) -> DataFrame:
     """The cold-cache plan: every image through both models (what `forge explain` shows)."""
     images = identify(list_images(source, base_dir)[:limit])

@@ -23,7 +23,7 @@ from forge.errors import ForgeError, SpecError
 from forge.relations import Relation, relation_for
 from forge.spec.expressions import columns_for, parse_expression
 from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
-                               ModelsPerception, QuestionForm, Spec)
+                               ModelsPerception, QuestionForm, Spec, UrlsSource)
 from forge.spec.templates import parse_template, placeholders_used
 from forge.vocabularies import resolve_vocabulary
 
@@ -180,6 +180,8 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
                 problems.add(("source", key), f"{target} does not exist (paths are relative to the spec file)")
             elif want_dir and not target.is_dir():
                 problems.add(("source", key), f"{target} is not a folder")
+    if isinstance(source, UrlsSource) and not (base / source.list).is_file():
+        problems.add(("source", "list"), f"{base / source.list} does not exist (a text file of URLs or paths, relative to the spec file)")
     if isinstance(source, ImagesSource):
         target = base / source.path
         if not any(ch in source.path for ch in "*?["):
@@ -189,7 +191,7 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
             problems.add(("source", "path"), f"glob {str(target)!r} matches no file")
 
 
-_SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}}
+_SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"}}
 
 
 def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:

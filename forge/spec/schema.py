@@ -52,7 +52,14 @@ class ImagesSource(Model):
     path: str = Field(description="folder or glob, relative to the spec file")
 
 
-Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource], Field(discriminator="kind")]
+class UrlsSource(Model):
+    """A text file listing images, one per line: http(s) URLs or paths (relative to the list file)."""
+
+    kind: Literal["urls"]
+    list: str = Field(description="text file of URLs or paths, relative to the spec file; # starts a comment")
+
+
+Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource], Field(discriminator="kind")]
 
 
 class DepthModel(Model):
