@@ -109,6 +109,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
 
     echo(f"writing {qa.num_rows} QA rows to {db} ...")
     report.write = store.write_qa(qa, spec.name, loaded.spec_hash, spec.output.table)
+    store.maintain(spec.output.table)
     report.seconds = time.perf_counter() - clock
     build_id = hashlib.sha256(f"{loaded.spec_hash}/{plan.seed}/{started.isoformat()}".encode()).hexdigest()[:16]
     store.record_errors(failures, spec.name, build_id)

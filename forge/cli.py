@@ -127,6 +127,29 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
 
 
 @main.command()
+@click.argument("query")
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
+              show_default=True, help="LanceDB database folder; its tables (qa, builds, errors, ...) are visible by name.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Value for a $NAME parameter in the query; repeat for several.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              show_default=True, help="Output format; nested columns become JSON text in table and csv.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the result to this file instead of printing it (required for parquet).")
+@_user_errors
+def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None) -> None:
+    """Run SQL (QUERY text or a .sql file, e.g. queries/per_family_counts.sql) over a forge database."""
+    from forge.query import parse_params, read_query, run_query, write_result
+
+    result = run_query(db, read_query(query), parse_params(params))
+    text = write_result(result, fmt, out)
+    if text is not None:
+        click.echo(text)
+    else:
+        click.echo(f"{result.num_rows} rows -> {out}", err=True)
+
+
+@main.command()
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder to describe.")
 @_user_errors

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lancedb
 import pyarrow as pa
+from lancedb.index import Bitmap, BTree
 
 from forge.errors import ForgeError
 
@@ -66,6 +67,12 @@ ERRORS_SCHEMA = pa.schema(
 )
 
 
+# the columns people filter by: bitmaps for few distinct values, B-trees for many or for ranges
+QA_INDEXES = {"family": Bitmap, "answer_type": Bitmap, "spec_name": Bitmap, "depth_kind": Bitmap,
+              "qa_id": BTree, "image_id": BTree, "answer": BTree, "margin": BTree}
+COMPACT_SMALL_FRAGMENTS = 8
+
+
 @dataclass(frozen=True)
 class WriteResult:
     inserted: int
@@ -109,6 +116,18 @@ class Store:
             merge.execute(rows)
         inserted = table.count_rows() - before + stale
         return WriteResult(inserted=inserted, already_present=rows.num_rows - inserted, stale_removed=stale)
+
+    def maintain(self, table_name: str = "qa") -> None:
+        """Create missing scalar indexes; index new rows and compact once small fragments pile up."""
+        table = self.db.open_table(table_name)
+        indexed = {index.columns[0] for index in table.list_indices()}
+        for column, kind in QA_INDEXES.items():
+            if column not in indexed:
+                table.create_index(column, config=kind())
+        stats = table.stats()
+        unindexed = any(index.num_unindexed_rows for index in table.list_indices())
+        if unindexed or stats["fragment_stats"]["num_small_fragments"] >= COMPACT_SMALL_FRAGMENTS:
+            table.optimize()
 
     def record_errors(self, failures: list[tuple[str, str]], spec_name: str, build_id: str) -> None:
         """Remember skipped images and why (one row per image and spec; a rebuild updates it)."""

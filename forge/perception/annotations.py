@@ -103,7 +103,7 @@ class ReadAnnotated:
         try:
             depth = load_depth(depth_path, self.source.depth_format)
         except (OSError, ValueError) as exc:
-            return failed(uri, "annotations", f"cannot read depth map {depth_path}: {exc}")
+            return failed(uri, "annotations", f"cannot read depth map: {depth_path}: {exc}")
         objects = []
         for i, ann in enumerate(annotations):
             x, y, w, h = ann["bbox"]

@@ -1,0 +1,99 @@
+"""`forge query`: SQL over a forge database, with DuckDB as the engine.
+
+Every table in the database folder (qa, builds, errors, perception_*) is visible under its name.
+DuckDB reads the Lance datasets through their Arrow dataset interface, pushing projections and
+filters down, and gives full SQL: GROUP BY, joins between forge tables, window functions.
+pylance's own SQL covers one table at a time; LanceDB's filters have no GROUP BY.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import lance
+import polars as pl
+import pyarrow as pa
+
+from forge.errors import ForgeError
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def read_query(text_or_file: str) -> str:
+    """SQL given inline, or read from a .sql file."""
+    if text_or_file.endswith(".sql"):
+        path = Path(text_or_file)
+        if not path.is_file():
+            raise ForgeError(f"{path}: query file not found (give SQL text or a path to a .sql file, e.g. queries/per_family_counts.sql)")
+        return path.read_text(encoding="utf-8")
+    return text_or_file
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
+    """--param name=value pairs; values that look like numbers become numbers."""
+    params: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ForgeError(f"--param {pair!r}: write name=value, e.g. --param family=depth_order")
+        try:
+            params[name] = int(value)
+        except ValueError:
+            try:
+                params[name] = float(value)
+            except ValueError:
+                params[name] = value
+    return params
+
+
+def run_query(db: Path, sql: str, params: dict[str, object] | None = None) -> pa.Table:
+    """Run SQL with $name parameters over every table of the database; ForgeError on bad SQL."""
+    tables = sorted(p for p in db.glob("*.lance") if p.is_dir()) if db.is_dir() else []
+    if not tables:
+        raise ForgeError(f"{db}: no forge tables here; build one with `forge build SPEC --db {db}`")
+    wanted = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
+    params = params or {}
+    missing, unused = wanted - set(params), set(params) - wanted
+    if missing:
+        raise ForgeError(f"query needs --param {', '.join(f'{m}=...' for m in sorted(missing))}")
+    if unused:
+        raise ForgeError(f"--param {', '.join(sorted(unused))}: the query has no such parameter (it uses: {', '.join(sorted(wanted)) or 'none'})")
+    connection = duckdb.connect()
+    for path in tables:
+        connection.register(path.stem, lance.dataset(str(path)))
+    try:
+        return connection.sql(sql, params=params or None).to_arrow_table()
+    except duckdb.Error as exc:
+        reason = " ".join(str(exc).split())
+        raise ForgeError(f"query failed: {reason} (tables: {', '.join(p.stem for p in tables)})") from None
+
+
+def _flat(table: pa.Table) -> pl.DataFrame:
+    """Nested columns (lists, structs) as JSON text, for formats that hold only flat values."""
+    frame = pl.from_arrow(table)
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    return frame.with_columns(
+        pl.Series(name, [json.dumps(v) for v in table.column(name).to_pylist()]) for name in nested)
+
+
+def write_result(table: pa.Table, fmt: str, out: Path | None) -> str | None:
+    """Write to `out` (parquet needs one) or return the text to print."""
+    if fmt == "parquet":
+        if out is None:
+            raise ForgeError("--format parquet needs --out FILE.parquet")
+        pl.from_arrow(table).write_parquet(out)
+        return None
+    if fmt == "csv":
+        text = _flat(table).write_csv()
+    elif fmt == "json":
+        text = json.dumps(table.to_pylist(), default=str, indent=1)
+    else:
+        with pl.Config(tbl_rows=50, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=160):
+            text = f"{_flat(table)}\n{table.num_rows} rows"
+    if out is not None:
+        out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        return None
+    return text

@@ -1,0 +1,127 @@
+"""forge query over a built database: saved queries, parameters, joins, formats, errors, indexes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import lancedb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from conftest import REPO, demo_dict, read_table, write_spec
+from forge.build import run_build
+from forge.cli import main
+from forge.query import run_query
+from forge.spec.load import load_spec
+from forge.store import QA_INDEXES
+from scene_data import make_dataset, use_annotations
+
+QUERIES = REPO / "queries"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("query")
+    run_build(load_spec(write_spec(folder, demo_dict(images=60))), folder / "db", echo=lambda _: None)
+    make_dataset(folder / "data", "npy_m", drop_depth_for=2, count=6)
+    run_build(load_spec(write_spec(folder, use_annotations(demo_dict(), "npy_m"), name="ann.yaml")), folder / "db",
+              echo=lambda _: None)
+    return folder / "db"
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, ["query", *args])
+
+
+def test_per_family_counts_match_the_table(db):
+    rows = read_table(db).to_pylist()
+    result = run_query(db, (QUERIES / "per_family_counts.sql").read_text()).to_pylist()
+    expected = Counter((r["spec_name"], r["family"]) for r in rows)
+    assert {(r["spec_name"], r["family"]): r["rows"] for r in result} == dict(expected)
+    images = {(r["spec_name"], r["family"]): len({x["image_id"] for x in rows if (x["spec_name"], x["family"]) == (r["spec_name"], r["family"])}) for r in result}
+    assert {(r["spec_name"], r["family"]): r["images"] for r in result} == images
+
+
+def test_answer_balance_shares_add_up(db):
+    result = run_query(db, (QUERIES / "answer_balance.sql").read_text()).to_pylist()
+    for family in {r["family"] for r in result}:
+        assert sum(r["share"] for r in result if r["family"] == family) == pytest.approx(1.0, abs=1e-3)
+    left = next(r for r in result if r["family"] == "left_right" and r["answer"] == "left")
+    assert left["rows"] == sum(1 for r in read_table(db).to_pylist() if r["family"] == "left_right" and r["answer"] == "left")
+
+
+def test_parameters_and_the_low_margin_slice(db):
+    result = _cli(str(QUERIES / "low_margin.sql"), "--db", str(db), "--param", "family=depth_order",
+                  "--param", "max_margin=0.4", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows and len(rows) <= 100
+    assert all(r["margin"] < 0.4 for r in rows)
+    assert [r["margin"] for r in rows] == sorted(r["margin"] for r in rows)
+    truth = {r["qa_id"] for r in read_table(db).to_pylist() if r["family"] == "depth_order" and r["margin"] < 0.4}
+    assert {r["qa_id"] for r in rows} <= truth and len(rows) == min(100, len(truth))
+
+
+def test_joins_between_forge_tables_and_skipped_images(db):
+    joined = run_query(db, "SELECT q.spec_name, count(*) AS n, max(b.images) AS images FROM qa q "
+                           "JOIN builds b USING (spec_hash) GROUP BY 1 ORDER BY 1").to_pylist()
+    assert [r["spec_name"] for r in joined] == ["demo", "demo_annotated"]
+    assert joined[0]["images"] == 60
+    skipped = run_query(db, (QUERIES / "skipped_images.sql").read_text()).to_pylist()
+    assert [(r["spec_name"], r["reason"], r["images"]) for r in skipped] == [("demo_annotated", "cannot read depth map", 1)]
+    sources = run_query(db, (QUERIES / "per_source_counts.sql").read_text()).to_pylist()
+    assert {r["perception"] for r in sources} == {"synthetic", "annotations"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet", "table"])
+def test_every_format_parses_back(db, tmp_path, fmt):
+    sql = "SELECT qa_id, family, margin, choices, objects FROM qa ORDER BY qa_id LIMIT 7"
+    expected = run_query(db, sql).to_pylist()
+    out = tmp_path / f"result.{fmt}"
+    result = _cli(sql, "--db", str(db), "--format", fmt, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    if fmt == "parquet":
+        assert pq.read_table(out).to_pylist() == expected
+    elif fmt == "json":
+        assert json.loads(out.read_text()) == expected
+    elif fmt == "csv":
+        back = pl.read_csv(out, infer_schema=False).to_dicts()
+        assert [r["qa_id"] for r in back] == [r["qa_id"] for r in expected]
+        assert [float(r["margin"]) for r in back] == [r["margin"] for r in expected]
+        assert [json.loads(r["choices"]) for r in back] == [r["choices"] for r in expected]
+        assert [json.loads(r["objects"]) for r in back] == [r["objects"] for r in expected]
+    else:
+        text = out.read_text()
+        assert "7 rows" in text and expected[0]["family"] in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["SELEC 1"], "query failed: Parser Error"),
+    (["SELECT * FROM nope"], "query failed: Catalog Error"),
+    ([str(QUERIES / "low_margin.sql")], "query needs --param family=..., max_margin=..."),
+    (["SELECT 1", "--param", "x=1"], "--param x: the query has no such parameter"),
+    (["SELECT 1", "--param", "x"], "--param 'x': write name=value"),
+    (["missing.sql"], "missing.sql: query file not found"),
+    (["SELECT 1", "--format", "parquet"], "--format parquet needs --out"),
+])
+def test_mistakes_are_one_line(db, args, message):
+    result = _cli(*args, "--db", str(db))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_query_without_a_database(tmp_path):
+    result = _cli("SELECT 1", "--db", str(tmp_path / "none"))
+    assert result.exit_code == 2 and "no forge tables here" in result.stderr
+
+
+def test_indexes_exist_and_cover_new_rows(db):
+    table = lancedb.connect(str(db)).open_table("qa")
+    indexes = {index.columns[0]: index for index in table.list_indices()}
+    assert set(indexes) == set(QA_INDEXES)
+    assert all(index.num_unindexed_rows == 0 for index in indexes.values())
+    assert table.count_rows("family = 'left_right' AND margin > 0.2") == sum(
+        1 for r in read_table(db).to_pylist() if r["family"] == "left_right" and r["margin"] > 0.2)
