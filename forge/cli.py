@@ -149,6 +149,56 @@ def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | N
         click.echo(f"{result.num_rows} rows -> {out}", err=True)
 
 
+def _pairs(values: tuple[str, ...], option: str, kind: type) -> dict:
+    out = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        try:
+            out[name] = kind(number)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ForgeError(f"{option} {value!r}: write NAME={kind.__name__.upper()}, e.g. {option} depth_order=2")
+    return out
+
+
+@main.command()
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
+              show_default=True, help="LanceDB database folder to sample from.")
+@click.option("--mix", "mix_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="YAML mix: n, families {name: weight} or quotas {name: count}, stratify, where, split, splits.")
+@click.option("--family", "families", multiple=True, metavar="NAME=WEIGHT", help="Family weight (needs --n); repeatable.")
+@click.option("--quota", "quotas", multiple=True, metavar="NAME=COUNT", help="Exact rows for a family; repeatable.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None, help="Total rows, shared by the family weights.")
+@click.option("--stratify", default=None, help="Comma-separated columns whose value combinations get equal shares, e.g. answer,template_id.")
+@click.option("--where", default=None, help="SQL filter on qa rows, e.g. \"margin > 0.2\".")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
+              help="Only rows of this split (by image: 90/5/5 unless the mix file says otherwise).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row order inside each cell.")
+@click.option("--format", "fmt", type=click.Choice(["llava", "messages", "qwen", "parquet", "jsonl", "webdataset"]),
+              default="jsonl", show_default=True, help="Export format (webdataset: --out is a folder of tar shards).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file (folder for webdataset).")
+@_user_errors
+def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: tuple[str, ...], n: int | None,
+           stratify: str | None, where: str | None, split: str | None, seed: int, fmt: str, out: Path) -> None:
+    """Draw a balanced, deterministic training mixture from the qa table and export it."""
+    from forge.export import export
+    from forge.sample import Mix, draw, load_mix
+
+    mix = load_mix(mix_file) if mix_file else Mix()
+    mix.weights.update(_pairs(families, "--family", float))
+    mix.quotas.update(_pairs(quotas, "--quota", int))
+    mix.n = n if n is not None else mix.n
+    mix.stratify = stratify.split(",") if stratify else mix.stratify
+    mix.where = where or mix.where
+    mix.split = split or mix.split
+    table, report = draw(db, mix, seed)
+    for line in report.lines():
+        click.echo(line, err=True)
+    written = export(table, fmt, out)
+    click.echo(f"{table.num_rows} rows -> {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}", err=True)
+
+
 @main.command()
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder to describe.")

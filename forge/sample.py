@@ -1,0 +1,148 @@
+"""`forge sample`: draw a training mixture from the QA table, deterministically.
+
+1. Candidates: rows passing `--where`, in the requested split (assigned from the image id, so
+   an image never lands in two splits), with identical questions on one image kept once.
+2. Family quotas: explicit counts, or `n` shared by weights.
+3. Within a family, rows are grouped into cells by the `stratify` columns and each cell gets an
+   equal share; cells too small to fill theirs pass the remainder to the others (water-filling).
+4. Inside a cell, rows are taken in a seeded order of their qa_id (a 64-bit hash already), so the
+   same seed gives the same sample and another seed a different one.
+The report says what could not be filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import yaml
+
+from forge.errors import ForgeError
+from forge.query import run_query
+
+SPLIT_NAMES = ("train", "val", "test")
+DEFAULT_SPLITS = {"train": 0.9, "val": 0.05, "test": 0.05}
+
+
+@dataclass
+class Mix:
+    """What to draw: family weights or quotas, total size, stratification, filter, split."""
+
+    weights: dict[str, float] = field(default_factory=dict)
+    quotas: dict[str, int] = field(default_factory=dict)
+    n: int | None = None
+    stratify: list[str] = field(default_factory=list)
+    where: str | None = None
+    split: str | None = None
+    splits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+
+
+def load_mix(path: Path) -> Mix:
+    """A mix file: {n, families: {name: weight}, quotas: {name: count}, stratify, where, split, splits}."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ForgeError(f"{path}: cannot read mix file: {' '.join(str(exc).split())}") from None
+    unknown = set(data) - {"n", "families", "quotas", "stratify", "where", "split", "splits"}
+    if unknown:
+        raise ForgeError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (allowed: n, families, quotas, stratify, where, split, splits)")
+    return Mix(weights={str(k): float(v) for k, v in (data.get("families") or {}).items()},
+               quotas={str(k): int(v) for k, v in (data.get("quotas") or {}).items()},
+               n=data.get("n"), stratify=list(data.get("stratify") or []), where=data.get("where"),
+               split=data.get("split"), splits=dict(data.get("splits") or DEFAULT_SPLITS))
+
+
+def split_expr(splits: dict[str, float]) -> pl.Expr:
+    """Split of each row from its image id (a sha256 prefix): the same image always lands in one split."""
+    total = sum(splits.values())
+    if total <= 0 or any(v < 0 for v in splits.values()):
+        raise ForgeError(f"splits {splits}: fractions must be >= 0 and sum to more than 0")
+    position = pl.col("image_id").str.slice(0, 8).str.to_integer(base=16).cast(pl.Float64) / 2**32
+    expr, edge = None, 0.0
+    for name, share in splits.items():
+        edge += share / total
+        condition = position < edge
+        expr = pl.when(condition).then(pl.lit(name)) if expr is None else expr.when(condition).then(pl.lit(name))
+    return expr.otherwise(pl.lit(list(splits)[-1]))
+
+
+def _water_fill(sizes: list[int], target: int) -> list[int]:
+    """Equal shares of `target` over cells, capped by their sizes, remainder to the larger cells."""
+    take = [0] * len(sizes)
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    remaining, left = target, len(sizes)
+    for i in order:
+        share = min(sizes[i], remaining // left if left else 0)
+        take[i], remaining, left = share, remaining - share, left - 1
+    for i in reversed(order):  # integer division leftovers, to cells that still have rows
+        extra = min(remaining, sizes[i] - take[i])
+        take[i], remaining = take[i] + extra, remaining - extra
+    return take
+
+
+@dataclass
+class SampleReport:
+    requested: dict[str, int]
+    obtained: dict[str, int]
+    cells: dict[str, dict[str, int]]
+    duplicates_dropped: int
+
+    def lines(self) -> list[str]:
+        out = [f"sampled {sum(self.obtained.values())} of {sum(self.requested.values())} requested rows "
+               f"({self.duplicates_dropped} duplicate questions skipped)"]
+        for family, wanted in self.requested.items():
+            got = self.obtained.get(family, 0)
+            short = f" — could not fill {wanted - got}" if got < wanted else ""
+            out.append(f"  {family:<18} {got:>9} / {wanted}{short}")
+        return out
+
+
+def draw(db: Path, mix: Mix, seed: int) -> tuple[pa.Table, SampleReport]:
+    """The sampled qa rows (all columns plus `split`) and what was (not) filled."""
+    if not mix.weights and not mix.quotas:
+        raise ForgeError("say what to sample: --family NAME=WEIGHT (with --n), --quota NAME=COUNT, or --mix FILE")
+    if mix.weights and mix.n is None:
+        raise ForgeError("family weights need a total: --n N (or n: in the mix file)")
+    if mix.split is not None and mix.split not in mix.splits:
+        raise ForgeError(f"--split {mix.split!r}: not one of {', '.join(mix.splits)}")
+    columns = ", ".join(dict.fromkeys(["qa_id", "image_id", "family", "question", *mix.stratify]))
+    where = f"WHERE {mix.where}" if mix.where else ""
+    candidates = pl.from_arrow(run_query(db, f"SELECT {columns} FROM qa {where}"))
+    if mix.split is not None:
+        candidates = candidates.with_columns(split=split_expr(mix.splits)).filter(pl.col("split") == mix.split)
+    mixer = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64
+    candidates = candidates.with_columns(order=pl.col("qa_id").cast(pl.UInt64) ^ pl.lit(mixer, pl.UInt64))
+    before = candidates.height
+    candidates = candidates.sort("order").unique(subset=["image_id", "question"], keep="first", maintain_order=True)
+    duplicates = before - candidates.height
+
+    families = list(mix.quotas) or list(mix.weights)
+    if mix.quotas:
+        requested = dict(mix.quotas)
+    else:
+        total = sum(mix.weights.values())
+        requested = {f: int(round(mix.n * w / total)) for f, w in mix.weights.items()}
+    chosen, cells_report, obtained = [], {}, {}
+    for family in families:
+        rows = candidates.filter(pl.col("family") == family)
+        keys = mix.stratify or ["family"]
+        cells = rows.group_by(keys, maintain_order=False).len().sort(keys)
+        takes = _water_fill(cells["len"].to_list(), requested[family])
+        quota = cells.with_columns(take=pl.Series(takes, dtype=pl.UInt32)).drop("len")
+        ranked = rows.join(quota, on=keys, how="left").with_columns(
+            rank=pl.col("order").rank("ordinal").over(keys))
+        picked = ranked.filter(pl.col("rank") <= pl.col("take"))
+        chosen.append(picked.select("qa_id"))
+        obtained[family] = picked.height
+        cells_report[family] = {"/".join(str(v) for v in row[:-1]): row[-1] for row in quota.iter_rows()}
+    ids = pl.concat(chosen)["qa_id"].to_list() if chosen else []
+    full = pl.from_arrow(run_query(db, "SELECT * FROM qa WHERE qa_id IN (SELECT unnest($ids))", {"ids": ids})) if ids else None
+    if full is None:
+        table = pa.table({})
+    else:
+        full = full.with_columns(split=split_expr(mix.splits),
+                                 order=pl.col("qa_id").cast(pl.UInt64) ^ pl.lit(mixer, pl.UInt64)).sort("order").drop("order")
+        table = full.to_arrow()
+    return table, SampleReport(requested, obtained, cells_report, duplicates)

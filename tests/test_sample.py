@@ -1,0 +1,170 @@
+"""forge sample: quotas, stratified cells, splits by image, dedup, determinism, and every export format."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import REPO, demo_dict, read_table, write_spec
+from forge.build import run_build
+from forge.cli import main
+from forge.sample import Mix, draw
+from forge.spec.load import load_spec
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sample")
+    quiet = {"echo": lambda _: None}
+    run_build(load_spec(write_spec(folder, demo_dict(images=80))), folder / "db", **quiet)
+    copy = dict(demo_dict(images=80), name="demo_copy")  # the same questions on the same images, another spec
+    run_build(load_spec(write_spec(folder, copy, name="copy.yaml")), folder / "db", **quiet)
+    grounding = yaml.safe_load((REPO / "specs" / "families" / "grounding.yaml").read_text())
+    grounding["source"]["images"] = 40
+    run_build(load_spec(write_spec(folder, grounding, name="grounding.yaml")), folder / "db", **quiet)
+    return folder / "db"
+
+
+def test_quotas_fill_equal_cells_and_report_what_is_missing(db):
+    table, report = draw(db, Mix(quotas={"left_right": 40, "depth_order": 60, "grounding": 100},
+                                 stratify=["answer_type"]), seed=0)
+    rows = table.to_pylist()
+    assert Counter(r["family"] for r in rows) == {"left_right": 40, "depth_order": 60, "grounding": 100}
+    assert Counter(r["answer_type"] for r in rows if r["family"] == "grounding") == {"box": 50, "point": 50}
+    assert "could not fill" not in "\n".join(report.lines())
+    # asking for more than there is: every row is taken and the shortfall reported
+    available = sum(1 for r in read_table(db).to_pylist() if r["family"] == "grounding")
+    table, report = draw(db, Mix(quotas={"grounding": 10_000}, stratify=["answer_type"]), seed=0)
+    assert table.num_rows == report.obtained["grounding"] == available
+    assert f"could not fill {10_000 - available}" in "\n".join(report.lines())
+
+
+def test_stratified_cells_are_equal(db):
+    table, report = draw(db, Mix(quotas={"left_right": 60}, stratify=["answer"]), seed=1)
+    assert Counter(r["answer"] for r in table.to_pylist()) == {"left": 30, "right": 30}
+    table, _ = draw(db, Mix(quotas={"depth_order": 60}, stratify=["template_id"]), seed=1)
+    cells = Counter(r["template_id"] for r in table.to_pylist())
+    assert len(cells) == 6 and set(cells.values()) == {10}
+
+
+def test_weights_share_n_and_where_filters(db):
+    table, report = draw(db, Mix(weights={"depth_order": 3, "left_right": 1}, n=200, where="margin > 0.2"), seed=2)
+    rows = table.to_pylist()
+    assert Counter(r["family"] for r in rows) == {"depth_order": 150, "left_right": 50}
+    assert all(r["margin"] > 0.2 for r in rows)
+
+
+def test_splits_are_disjoint_by_image_and_stable(db):
+    images = {}
+    for split in ("train", "val", "test"):
+        table, _ = draw(db, Mix(quotas={"left_right": 10_000, "depth_order": 10_000}, split=split), seed=0)
+        images[split] = {r["image_id"] for r in table.to_pylist()}
+        assert {r["split"] for r in table.to_pylist()} <= {split}
+    assert not images["train"] & images["val"] and not images["train"] & images["test"] and not images["val"] & images["test"]
+    everything, _ = draw(db, Mix(quotas={"left_right": 10_000, "depth_order": 10_000}), seed=5)
+    by_image = {r["image_id"]: r["split"] for r in everything.to_pylist()}
+    assert all(by_image[i] == s for s, ids in images.items() for i in ids)
+    assert len(images["train"]) > len(images["val"]) + len(images["test"])
+
+
+def test_identical_questions_on_an_image_appear_once(db):
+    table, report = draw(db, Mix(quotas={"left_right": 10_000}), seed=0)
+    keys = [(r["image_id"], r["question"]) for r in table.to_pylist()]
+    assert len(keys) == len(set(keys))
+    assert report.duplicates_dropped > 0  # demo and demo_copy ask the same questions
+    distinct = {(r["image_id"], r["question"]) for r in read_table(db).to_pylist() if r["family"] == "left_right"}
+    assert set(keys) == distinct
+
+
+def test_same_seed_same_sample_other_seed_other_sample(db):
+    mix = Mix(quotas={"depth_order": 50}, stratify=["answer_type"])
+    first, second, other = (draw(db, mix, seed=s)[0] for s in (4, 4, 5))
+    assert first.equals(second)
+    assert set(first.column("qa_id").to_pylist()) != set(other.column("qa_id").to_pylist())
+
+
+@pytest.fixture(scope="module")
+def exported(db, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports")
+    table, _ = draw(db, Mix(quotas={"grounding": 12, "left_right": 12}), seed=0)
+    results = {}
+    for fmt in ("llava", "messages", "qwen", "parquet", "jsonl", "webdataset"):
+        target = out / (fmt if fmt == "webdataset" else f"sample.{fmt}")
+        result = CliRunner().invoke(main, ["sample", "--db", str(db), "--quota", "grounding=12", "--quota", "left_right=12",
+                                           "--format", fmt, "--out", str(target)])
+        assert result.exit_code == 0, result.output
+        results[fmt] = target
+    return {r["qa_id"]: r for r in table.to_pylist()}, results
+
+
+def test_llava_and_messages_exports(exported):
+    rows, files = exported
+    llava = json.loads(files["llava"].read_text())
+    assert {item["id"] for item in llava} == set(rows)
+    for item in llava:
+        row = rows[item["id"]]
+        assert item["image"] == row["image_uri"]
+        assert item["conversations"] == [{"from": "human", "value": "<image>\n" + row["question"]},
+                                         {"from": "gpt", "value": row["answer"]}]
+    messages = [json.loads(line) for line in files["messages"].read_text().splitlines()]
+    assert len(messages) == len(rows)
+    for item in messages:
+        row = rows[item["id"]]
+        user, assistant = item["messages"]
+        assert user["content"] == [{"type": "image", "image": row["image_uri"]}, {"type": "text", "text": row["question"]}]
+        assert assistant["content"][0]["text"] == row["answer"]
+
+
+def test_qwen_export_tags_boxes_on_the_1000_grid(exported):
+    rows, files = exported
+    items = json.loads(files["qwen"].read_text())
+    boxes = 0
+    for item in items:
+        row = rows[item["id"]]
+        assert item["conversations"][0]["value"] == f"Picture 1: <img>{row['image_uri']}</img>\n{row['question']}"
+        answer = item["conversations"][1]["value"]
+        if row["answer_type"] == "box":
+            x1, y1, x2, y2 = row["answer"].strip("()").split(",")
+            assert abs(int(x1) - row["objects"][0]["box"][0] * 1000) <= 0.5 + 1e-9
+            assert answer == f"<ref>{row['objects'][0]['label']}</ref><box>({x1},{y1}),({x2},{y2})</box>"
+            boxes += 1
+        else:
+            assert answer == row["answer"]
+    assert boxes > 0
+
+
+def test_parquet_jsonl_and_webdataset_exports(exported):
+    rows, files = exported
+    assert {r["qa_id"] for r in pq.read_table(files["parquet"]).to_pylist()} == set(rows)
+    lines = [json.loads(line) for line in files["jsonl"].read_text().splitlines()]
+    assert {line["qa_id"]: line["answer"] for line in lines} == {k: r["answer"] for k, r in rows.items()}
+    [shard] = sorted(files["webdataset"].glob("*.tar"))
+    with tarfile.open(shard) as tar:
+        names = tar.getnames()
+        assert sorted(names) == sorted([f"{k}.png" for k in rows] + [f"{k}.json" for k in rows])
+        for key in list(rows)[:3]:
+            sample = json.loads(tar.extractfile(f"{key}.json").read())
+            assert sample["question"] == rows[key]["question"]
+            image = Image.open(io.BytesIO(tar.extractfile(f"{key}.png").read()))
+            assert image.size == (320, 240)
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "say what to sample"),
+    (["--family", "depth_order=1"], "family weights need a total: --n N"),
+    (["--family", "depth_order"], "--family 'depth_order': write NAME=FLOAT"),
+    (["--quota", "left_right=many"], "--quota 'left_right=many': write NAME=INT"),
+    (["--quota", "left_right=5", "--where", "nonsense ==="], "query failed"),
+])
+def test_sample_mistakes_are_one_line(db, tmp_path, args, message):
+    result = CliRunner().invoke(main, ["sample", "--db", str(db), *args, "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
