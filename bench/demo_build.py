@@ -6,6 +6,7 @@ Usage: python bench/demo_build.py [--images N] [--repeat R]
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -32,7 +33,7 @@ def main() -> None:
             spec_path = Path(tmp) / "demo.yaml"
             spec_path.write_text(yaml.safe_dump(spec))
         loaded = load_spec(spec_path)
-        print(f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, python {platform.python_version()}")
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
         for run in range(args.repeat):
             start = time.perf_counter()
             report = run_build(loaded, Path(tmp) / f"db{run}", echo=lambda _: None)

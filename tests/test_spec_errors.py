@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -112,7 +113,7 @@ def test_bad_spec_gives_one_clear_line(tmp_path, case):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, lines
         assert lines[0].startswith(f"error: {path}:"), lines[0]
-        assert __import__("re").search(pattern, lines[0]), lines[0]
+        assert re.search(pattern, lines[0]), lines[0]
         assert "Traceback" not in result.output
     assert not (tmp_path / "db").exists()
 
@@ -194,7 +195,7 @@ def test_malformed_yaml_is_refused_quickly_in_one_line(tmp_path, case):
     assert time.perf_counter() - start < 5
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and __import__("re").search(pattern, lines[0]), lines
+    assert len(lines) == 1 and re.search(pattern, lines[0]), lines
     assert not (tmp_path / "db").exists()
 
 

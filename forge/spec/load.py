@@ -24,7 +24,7 @@ from forge.relations import Relation, relation_for
 from forge.spec.expressions import columns_for, parse_expression
 from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
                                ModelsPerception, QuestionForm, Spec, UrlsSource)
-from forge.spec.templates import parse_template, placeholders_used
+from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
 
 MAX_SPEC_BYTES = 1 << 20
