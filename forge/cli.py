@@ -132,16 +132,26 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
               show_default=True, help="LanceDB database folder; its tables (qa, builds, errors, ...) are visible by name.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Value for a $NAME parameter in the query; repeat for several.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
-              show_default=True, help="Output format; nested columns become JSON text in table and csv.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "llava", "messages", "qwen", "jsonl",
+                                                   "webdataset"]), default="table", show_default=True,
+              help="Output format; nested columns become JSON text in table and csv. The training formats "
+                   "(llava ... webdataset, as in `forge sample`) need --out and QA rows (SELECT * FROM qa ...).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the result to this file instead of printing it (required for parquet).")
+@click.option("--engine", type=click.Choice(["auto", "duckdb", "lance"]), default="auto", show_default=True,
+              help="auto: plain `SELECT cols FROM t [WHERE ...] LIMIT n` slices scan Lance directly, all else DuckDB.")
 @_user_errors
-def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None) -> None:
+def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None, engine: str) -> None:
     """Run SQL (QUERY text or a .sql file, e.g. queries/per_family_counts.sql) over a forge database."""
     from forge.query import parse_params, read_query, run_query, write_result
 
-    result = run_query(db, read_query(query), parse_params(params))
+    result = run_query(db, read_query(query), parse_params(params), engine=engine)
+    if fmt in ("llava", "messages", "qwen", "jsonl", "webdataset"):
+        from forge.export import export_query_result
+
+        written = export_query_result(result, fmt, out)
+        click.echo(f"{result.num_rows} rows -> {', '.join(str(p) for p in written[:3])}", err=True)
+        return
     text = write_result(result, fmt, out)
     if text is not None:
         click.echo(text)

@@ -100,3 +100,19 @@ def export(table: pa.Table, fmt: str, out: Path) -> list[Path]:
     else:
         raise ForgeError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     return [out]
+
+
+EXPORT_NEEDS = {"llava": ("qa_id", "image_uri", "question", "answer"),
+                "messages": ("qa_id", "image_uri", "question", "answer"),
+                "qwen": ("qa_id", "image_uri", "question", "answer", "answer_type", "objects"),
+                "jsonl": (), "webdataset": ("qa_id", "image_uri")}
+
+
+def export_query_result(table: pa.Table, fmt: str, out: Path | None) -> list[Path]:
+    """Export a `forge query` result; it must carry the QA columns the format uses."""
+    if out is None:
+        raise ForgeError(f"--format {fmt} needs --out")
+    missing = [c for c in EXPORT_NEEDS[fmt] if c not in table.column_names]
+    if missing:
+        raise ForgeError(f"--format {fmt} needs the columns {', '.join(missing)}: select them, e.g. SELECT * FROM qa WHERE ...")
+    return export(table, fmt, out)

@@ -125,3 +125,50 @@ def test_indexes_exist_and_cover_new_rows(db):
     assert all(index.num_unindexed_rows == 0 for index in indexes.values())
     assert table.count_rows("family = 'left_right' AND margin > 0.2") == sum(
         1 for r in read_table(db).to_pylist() if r["family"] == "left_right" and r["margin"] > 0.2)
+
+
+@pytest.mark.parametrize("sql, simple", [
+    ("SELECT * FROM qa LIMIT 10", True),
+    ("select qa_id, margin from qa where family = 'left_right' and margin > 0.2 limit 5;", True),
+    ("SELECT * FROM qa WHERE family = 'x' ORDER BY margin LIMIT 5", False),
+    ("SELECT family, count(*) FROM qa GROUP BY family LIMIT 5", False),
+    ("SELECT * FROM qa WHERE qa_id IN (SELECT qa_id FROM qa) LIMIT 5", False),
+    ("SELECT * FROM qa WHERE family = $family LIMIT 5", False),
+    ("SELECT * FROM qa", False),
+    ("SELECT upper(family) FROM qa LIMIT 5", False),
+])
+def test_only_plain_slices_take_the_lance_path(sql, simple):
+    from forge.query import plain_slice
+
+    assert (plain_slice(sql) is not None) == simple
+
+
+def test_both_engines_return_the_same_slice(db):
+    sql = "SELECT qa_id, margin FROM qa WHERE family = 'left_right' AND margin > 0.3 LIMIT 100000"
+    lance_rows = run_query(db, sql, engine="lance").to_pylist()
+    duck_rows = run_query(db, sql, engine="duckdb").to_pylist()
+    assert lance_rows and sorted(map(str, lance_rows)) == sorted(map(str, duck_rows))
+    limited = run_query(db, sql.replace("100000", "7"), engine="auto").to_pylist()
+    assert len(limited) == 7 and all(r["margin"] > 0.3 for r in limited)
+
+
+def test_auto_falls_back_to_duckdb_and_lance_engine_says_why(db):
+    sql = "SELECT qa_id FROM qa WHERE regexp_matches(question, 'cube') LIMIT 5"  # DuckDB-only function
+    rows = run_query(db, sql).to_pylist()
+    assert len(rows) == 5
+    result = _cli(sql, "--db", str(db), "--engine", "lance")
+    assert result.exit_code == 2 and "query failed in the Lance engine" in result.stderr
+    result = _cli("SELECT family, count(*) FROM qa GROUP BY family", "--db", str(db), "--engine", "lance")
+    assert result.exit_code == 2 and "--engine lance runs only plain slices" in result.stderr
+
+
+def test_a_query_result_exports_to_training_formats(db, tmp_path):
+    sql = "SELECT * FROM qa WHERE family = 'left_right' AND margin > 0.2 ORDER BY qa_id LIMIT 20"
+    expected = run_query(db, sql).to_pylist()
+    result = _cli(sql, "--db", str(db), "--format", "llava", "--out", str(tmp_path / "q.json"))
+    assert result.exit_code == 0, result.output
+    items = json.loads((tmp_path / "q.json").read_text())
+    assert [i["id"] for i in items] == [r["qa_id"] for r in expected]
+    assert items[0]["conversations"][1]["value"] == expected[0]["answer"]
+    result = _cli("SELECT qa_id FROM qa LIMIT 3", "--db", str(db), "--format", "llava", "--out", str(tmp_path / "x.json"))
+    assert result.exit_code == 2 and "needs the columns image_uri, question, answer" in result.stderr

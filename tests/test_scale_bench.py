@@ -17,7 +17,7 @@ def test_scale_benchmark_runs_on_100k_rows(tmp_path):
     ops = {r["op"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])}
     assert ops["write"]["rows"] == 100_000
     assert ops["slice_lancedb"]["rows"] == ops["slice_duckdb"]["rows"] == ops["slice_pylance"]["rows"] == 1000
-    assert ops["slice_lance_scan"]["rows"] == 1000
+    assert ops["slice_lance_scan"]["rows"] == ops["slice_forge_query"]["rows"] == ops["slice_polars"]["rows"] == 1000
     assert ops["groupby_duckdb"]["rows"] == ops["groupby_pylance_sql"]["rows"] > 10
     assert ops["stratified_sample"]["rows"] == 10_000
     assert 0 < ops["count_indexed"]["rows"] < 100_000
