@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     from udfs.depth import DepthModel
     from udfs.grounding import GroundingModel
-    from udfs.loading import pick_device
+    from udfs.loading import pick_device, pick_dtype
 
     device = pick_device(args.device)
     vocabulary = ["person", "chair", "table", "car", "dog", "cup", "bottle", "laptop"]
@@ -126,7 +126,7 @@ def main() -> None:
 
         name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
         result = {
-            "device": name, "dtype": str(DepthModel.__init__.__globals__["pick_dtype"](device)).replace("torch.", ""),
+            "device": name, "dtype": str(pick_dtype(device)).replace("torch.", ""),
             "images": args.images, "batch_size": b, "python": platform.python_version(), "torch": torch.__version__,
             "bare_depth_img_s": round(args.images / t_depth, 2), "bare_owlvit_img_s": round(args.images / t_owl, 2),
             "serial_ceiling_img_s": round(ceiling, 2), "forge_stage_img_s": round(args.images / t_forge, 2),

@@ -22,9 +22,6 @@ import pyarrow as pa
 
 from forge.errors import ForgeError
 
-FORMATS = ("table", "csv", "json", "parquet")
-
-
 def read_query(text_or_file: str) -> str:
     """SQL given inline, or read from a .sql file."""
     if text_or_file.endswith(".sql"):
@@ -52,7 +49,6 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
     return params
 
 
-ENGINES = ("auto", "duckdb", "lance")
 _SLICE = re.compile(r"^\s*SELECT\s+(?P<columns>\*|[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+FROM\s+(?P<table>[A-Za-z_]\w*)"
                     r"(?:\s+WHERE\s+(?P<where>.+?))?\s+LIMIT\s+(?P<limit>\d+)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 _NOT_A_SLICE = re.compile(r"\b(ORDER|GROUP|HAVING|JOIN|UNION|SELECT|OFFSET|QUALIFY|WINDOW)\b|\$|--|/\*", re.IGNORECASE)

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
 from udfs.images import to_square
-from udfs.loading import pick_dtype
+from udfs.loading import DeviceNormalizer, pick_dtype
 
 STORED_LONG_SIDE = 256  # enough for per-object statistics; 128 KiB per image at most in float16
 FLOAT16_MAX = 65504.0  # inverted near-zero disparity (sky) would overflow float16 to inf
@@ -56,18 +56,14 @@ class DepthModel:
     def __init__(self, model: str, device: torch.device):
         self.inputs = DepthInputs(model)
         self.dtype = pick_dtype(device)
-        self.device = device
         self.model = AutoModelForDepthEstimation.from_pretrained(model, dtype=self.dtype).to(device).eval()
         self.kind = self.inputs.kind
-        self.mean = torch.tensor(self.inputs.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.inputs.std, device=device).view(1, 3, 1, 1)
+        self.pixels = DeviceNormalizer(self.inputs.mean, self.inputs.std, self.inputs.rescale, device, self.dtype)
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> torch.Tensor:
         """(B, H, W, 3) uint8 -> (B, h, w) float32 distance at the model's output resolution."""
-        pixels = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        pixels = ((pixels * self.inputs.rescale - self.mean) / self.std).to(self.dtype)
-        predicted = self.model(pixel_values=pixels).predicted_depth.float()
+        predicted = self.model(pixel_values=self.pixels(batch)).predicted_depth.float()
         if self.kind == "relative":
             # relative models predict inverse depth (disparity); invert so larger = farther
             predicted = 1.0 / predicted.clamp(min=1e-6)

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
 from udfs.images import to_square
-from udfs.loading import pick_dtype
+from udfs.loading import DeviceNormalizer, pick_dtype
 
 
 MIN_BOX_SIDE = 1e-3  # boxes thinner than one unit of the [0, 1000] grid are not objects (and defeat NMS)
@@ -76,8 +76,8 @@ class GroundingModel:
         else:
             tokens = tokenizer(self.vocabulary, padding=True, truncation=True, return_tensors="pt")
             self.captions = [({k: v.to(device) for k, v in tokens.items()}, None)]
-        self.mean = torch.tensor(self.inputs.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.inputs.std, device=device).view(1, 3, 1, 1)
+        # normalized as the processor would (tests compare with it): model.pixels(batch)
+        self.pixels = DeviceNormalizer(self.inputs.mean, self.inputs.std, self.inputs.rescale, device, self.dtype)
 
     def _dino_captions(self, tokenizer, max_len: int) -> list[tuple[dict, list[tuple[int, int]]]]:
         """Captions "a. b. c." that fit the text encoder, with each name's token span."""
@@ -102,11 +102,6 @@ class GroundingModel:
             length += len(piece) + 1  # the name, then "."
         close()
         return captions
-
-    def pixels(self, batch: np.ndarray) -> torch.Tensor:
-        """(B, H, W, 3) uint8 -> normalized (B, 3, H, W) on the device, as the processor would make them."""
-        pixels = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        return ((pixels * self.inputs.rescale - self.mean) / self.std).to(self.dtype)
 
     @torch.inference_mode()
     def scores_and_boxes(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,6 +61,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of the picture as displayed: EXIF orientations 5-8 swap the stored axes."""
+    width, height = img.size
+    return (height, width) if img.getexif().get(_ORIENTATION, 1) in _TRANSPOSED else (width, height)
+
+
 def decode(data: bytes, longest_needed: int) -> tuple[Image.Image, tuple[int, int]]:
     """RGB image, EXIF orientation applied, reduced while decoding when far larger than needed.
 
@@ -69,9 +75,7 @@ def decode(data: bytes, longest_needed: int) -> tuple[Image.Image, tuple[int, in
     """
     with Image.open(io.BytesIO(data)) as img:
         check_size(img)
-        width, height = img.size
-        if img.getexif().get(_ORIENTATION, 1) in _TRANSPOSED:
-            width, height = height, width
+        width, height = oriented_size(img)  # before draft(), which shrinks img.size
         img.draft("RGB", (longest_needed, longest_needed))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
         rgb = to_rgb(ImageOps.exif_transpose(img))
     if max(rgb.size) > 2 * longest_needed:

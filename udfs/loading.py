@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
 
@@ -50,3 +51,17 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     if device.type != "cuda":
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class DeviceNormalizer:
+    """uint8 (B, H, W, 3) batches -> (B, 3, H, W) normalized on the device in the model's dtype,
+    as the model's processor would do it on the CPU (rescale, subtract mean, divide by std)."""
+
+    def __init__(self, mean: list[float], std: list[float], rescale: float, device: torch.device, dtype: torch.dtype):
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.rescale, self.device, self.dtype = rescale, device, dtype
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        pixels = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        return ((pixels * self.rescale - self.mean) / self.std).to(self.dtype)

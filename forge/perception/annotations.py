@@ -16,8 +16,9 @@ from PIL import Image
 
 from forge.errors import ForgeError
 from forge.perception.depth_stats import depth_spread, object_depth
-from forge.perception.records import PERCEIVED_TYPE, content_id, failed
+from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.spec.schema import AnnotationsSource
+from udfs.images import content_id
 
 DEPTH_SUFFIX = {"png16_mm": ".png", "npy_m": ".npy"}
 

@@ -104,15 +104,13 @@ def task_cache_key(task: str, spec: DepthSpec | GroundingSpec) -> str:
 
 
 def _identify(path: str) -> dict:
-    from udfs.images import check_size, content_id, read
+    from udfs.images import check_size, content_id, oriented_size, read
 
     try:
         data = read(path)
         with Image.open(io.BytesIO(data)) as img:
             check_size(img)
-            width, height = img.size
-            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                width, height = height, width
+            width, height = oriented_size(img)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return {"image_id": None, "width": None, "height": None, "error": f"cannot read image: {exc}"}
     if width < 1 or height < 1:

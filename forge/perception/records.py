@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from daft import DataType
 
 OBJECT_TYPE = DataType.struct(
@@ -36,10 +34,6 @@ PERCEIVED_TYPE = DataType.struct(
     }
 )
 
-
-def content_id(data: bytes) -> str:
-    """Image id: hash of the file's bytes, so the same picture has one id wherever it lives."""
-    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def failed(uri: str, perception: str, reason: str) -> dict:

@@ -8,9 +8,10 @@ import daft
 from daft import DataFrame, col
 
 from forge.perception.depth_stats import depth_spread, object_depth
-from forge.perception.records import PERCEIVED_TYPE, content_id
+from forge.perception.records import PERCEIVED_TYPE
 from forge.perception.synthetic_scene import Scene, render_scene
 from forge.spec.schema import SyntheticSource
+from udfs.images import content_id
 
 
 def scene_uri(source: SyntheticSource, seed: int, index: int) -> str:

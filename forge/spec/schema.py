@@ -147,7 +147,6 @@ class Answer(Model):
     if_false: str
 
 
-ANSWER_TYPES = ("two_choice", "yes_no", "multiple_choice", "box", "point", "number", "label")
 COMPARATIVE_TYPES = ("two_choice", "yes_no")
 
 
