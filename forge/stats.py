@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import lancedb
@@ -11,41 +10,56 @@ import pyarrow.compute as pc
 
 from forge.build import funnel_lines
 from forge.errors import ForgeError
+from forge.query import run_query
 
-CHOICE_TYPES = {"two_choice", "yes_no", "multiple_choice"}
+CHOICE_TYPES = ("two_choice", "yes_no", "multiple_choice")
 POSITION_NAMES = "ABCDE"
 
 
-def _share(counter: Counter, total: int, top: int = 5) -> str:
-    return ", ".join(f"{value} {count / total:.1%}" for value, count in counter.most_common(top))
+def _grouped(db: Path, sql: str) -> dict[str, list[tuple[object, int]]]:
+    """family -> [(value, rows)], largest first: aggregated by SQL, so a 10M-row table is never loaded."""
+    out: dict[str, list[tuple[object, int]]] = {}
+    for row in run_query(db, sql).to_pylist():
+        out.setdefault(row["family"], []).append((row["value"], row["n"]))
+    for cells in out.values():
+        cells.sort(key=lambda cell: (-cell[1], str(cell[0])))
+    return out
+
+
+def _share(cells: list[tuple[object, int]], total: int, top: int = 5) -> str:
+    return ", ".join(f"{value} {count / total:.1%}" for value, count in cells[:top])
 
 
 def stats_lines(db: Path, table: str = "qa") -> list[str]:
     """Readable summary lines; ForgeError when the database or table is missing."""
     if not (db / f"{table}.lance").is_dir():
         raise ForgeError(f"{db}: no `{table}` table here; build one with `forge build SPEC --db {db}`")
-    connection = lancedb.connect(str(db))
-    qa = connection.open_table(table).to_arrow().select(["family", "answer", "answer_type", "choices", "spec_name"])
-    lines = [f"{db}: {qa.num_rows} QA rows, specs: {', '.join(sorted(set(qa.column('spec_name').to_pylist())))}"]
-    families: dict[str, list[dict]] = {}
-    for row in qa.select(["family", "answer", "answer_type", "choices"]).to_pylist():
-        families.setdefault(row["family"], []).append(row)
+    families = {r["family"]: r["n"] for r in run_query(db, f"SELECT family, count(*) AS n FROM {table} GROUP BY 1").to_pylist()}
+    specs = run_query(db, f"SELECT DISTINCT spec_name FROM {table} ORDER BY 1").column("spec_name").to_pylist()
+    lines = [f"{db}: {sum(families.values())} QA rows, specs: {', '.join(specs)}"]
+    types = _grouped(db, f"SELECT family, answer_type AS value, count(*) AS n FROM {table} GROUP BY 1, 2")
+    choice_types = ", ".join(f"'{t}'" for t in CHOICE_TYPES)
+    positions = _grouped(db, f"SELECT family, list_position(choices, answer) AS value, count(*) AS n FROM {table} "
+                             f"WHERE answer_type IN ({choice_types}) GROUP BY 1, 2")
+    answers = _grouped(db, f"SELECT family, answer AS value, count(*) AS n FROM {table} GROUP BY 1, 2 "
+                           f"QUALIFY row_number() OVER (PARTITION BY family ORDER BY count(*) DESC, answer) <= 5")
     for family in sorted(families):
         rows = families[family]
-        lines.append(f"  {family:<18} {len(rows):>9} rows")
-        types = Counter(r["answer_type"] for r in rows)
-        lines.append(f"    answer types: {_share(types, len(rows))}")
-        choice_rows = [r for r in rows if r["answer_type"] in CHOICE_TYPES]
-        if choice_rows:
-            positions = Counter(POSITION_NAMES[r["choices"].index(r["answer"])] for r in choice_rows)
-            lines.append(f"    answer position: {_share(positions, len(choice_rows))}")
-        lines.append(f"    answers (top 5): {_share(Counter(r['answer'] for r in rows), len(rows))}")
+        lines.append(f"  {family:<18} {rows:>9} rows")
+        lines.append(f"    answer types: {_share(types[family], rows)}")
+        if family in positions:
+            choice_rows = sum(count for _, count in positions[family])
+            named = [(POSITION_NAMES[value - 1], count) for value, count in positions[family] if value is not None]
+            if named:  # rows whose answer is not among their choices have no position
+                lines.append(f"    answer position: {_share(named, choice_rows)}")
+        lines.append(f"    answers (top 5): {_share(answers[family], rows)}")
     if (db / "errors.lance").is_dir():
-        errors = connection.open_table("errors").to_arrow().to_pylist()
-        if errors:
-            reasons = Counter(e["reason"].split(":")[0] for e in errors)
-            lines.append(f"skipped images: {len(errors)} (table `errors`): "
-                         + ", ".join(f"{reason} x{count}" for reason, count in reasons.most_common(5)))
+        skipped = _grouped(db, "SELECT 'all' AS family, split_part(reason, ':', 1) AS value, count(*) AS n FROM errors GROUP BY 1, 2")
+        if skipped:
+            cells = skipped["all"]
+            lines.append(f"skipped images: {sum(count for _, count in cells)} (table `errors`): "
+                         + ", ".join(f"{reason} x{count}" for reason, count in cells[:5]))
+    connection = lancedb.connect(str(db))
     if (db / "builds.lance").is_dir():
         builds = connection.open_table("builds").to_arrow()
         if builds.num_rows:
