@@ -9,11 +9,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import daft
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from forge.perception.cached_models import ModelRunStats, perceive_models_cached
 from forge.perception.models import RunOptions
 from forge.plan import compile_spec
+from forge.progress import ProgressFactory, Stage, StageTimes, no_progress
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import ModelsPerception
 from forge.store import Store, WriteResult
@@ -44,6 +47,7 @@ class BuildReport:
     write: WriteResult | None = None
     models: ModelRunStats | None = None
     seconds: float = 0.0
+    stages: StageTimes = field(default_factory=StageTimes)
 
     def lines(self) -> list[str]:
         failed = sum(self.images_failed.values())
@@ -62,6 +66,9 @@ class BuildReport:
             out.append(f"  QA written    {self.qa_rows} rows: {w.inserted} new, {w.already_present} already present, "
                        f"{w.stale_removed} from an older spec version removed -> {self.db} (table {self.table})")
         out.append(f"  time          {self.seconds:.1f} s")
+        total = Stage("total", self.seconds, {"images": self.images, "QA": self.qa_rows})
+        out.append("  throughput")
+        out.extend(self.stages.lines(total))
         return out
 
 
@@ -75,8 +82,19 @@ def _check_models(loaded: LoadedSpec) -> None:
         resolve_model(perception.grounding.model)
 
 
+def _stream(frame: daft.DataFrame, progress: ProgressFactory, label: str, total: int) -> daft.DataFrame:
+    """Materialize perception records batch by batch so the progress bar moves as images finish."""
+    batches = []
+    with progress(label, total, "images") as bar:
+        for batch in frame.to_arrow_iter():
+            batches.append(batch)
+            bar.update(batch.num_rows)
+    return daft.from_arrow(pa.Table.from_batches(batches, schema=frame.schema().to_pyarrow_schema()))
+
+
 def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit: int | None = None,
-              echo: Callable[[str], None] = print, options: RunOptions = RunOptions()) -> BuildReport:
+              echo: Callable[[str], None] = print, options: RunOptions = RunOptions(),
+              progress: ProgressFactory = no_progress) -> BuildReport:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     _check_models(loaded)
@@ -84,32 +102,38 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
     store = Store(db)
     spec = loaded.spec
     report = BuildReport(spec.name, loaded.spec_hash, plan.seed, Path(db), spec.output.table)
+    stages = report.stages
 
-    echo(f"perceiving images ({spec.source.kind}) ...")
     if isinstance(spec.perception, ModelsPerception):
-        lazy, report.models = perceive_models_cached(loaded, store, options, limit, echo)
-        perceived = lazy.collect()
+        lazy, report.models = perceive_models_cached(loaded, store, options, limit, progress, stages)
+        with stages.stage("perceive") as stage:
+            perceived = _stream(lazy, progress, "reading perception", len(report.models.failures) + stages.get("identify").counts["images"])
     else:
-        perceived = plan.perceived.collect()
+        with stages.stage("perceive") as stage:
+            perceived = _stream(plan.perceived, progress, f"perceiving ({spec.source.kind})", plan.images)
     records = perceived.select("image_uri", "error", "objects").to_arrow()
-    report.images = records.num_rows
+    stage.counts["images"] = report.images = records.num_rows
     errors = records.column("error").drop_null()
     report.images_failed = {d["values"]: int(d["counts"]) for d in pc.value_counts(errors).to_pylist()}
     failures = [(r["image_uri"], r["error"]) for r in records.filter(pc.is_valid(records.column("error"))).to_pylist()]
     report.objects = int(pc.sum(pc.list_value_length(records.column("objects"))).as_py() or 0)
 
-    echo("relating, verifying and phrasing pairs ...")
-    judged = plan.judged(perceived).collect()
-    counted = {(row["family"], row["reject"] or "kept"): row["pairs"] for row in plan.funnel(judged).to_pylist()}
-    for family in spec.families:
-        steps = plan.rule_names(family) + ["kept"]
-        report.funnel[family.name] = {step: counted.get((family.name, step), 0) for step in steps}
-    qa = plan.qa(judged).to_arrow()
-    report.qa_rows = qa.num_rows
+    echo("relating, verifying and phrasing candidates ...")
+    with stages.stage("judge") as stage:
+        judged = plan.judged(perceived).collect()
+        counted = {(row["family"], row["reject"] or "kept"): row["pairs"] for row in plan.funnel(judged).to_pylist()}
+        for family in spec.families:
+            steps = plan.rule_names(family) + ["kept"]
+            report.funnel[family.name] = {step: counted.get((family.name, step), 0) for step in steps}
+        qa = plan.qa(judged).to_arrow()
+        stage.counts["candidates"] = sum(sum(c.values()) for c in report.funnel.values())
+        stage.counts["QA"] = report.qa_rows = qa.num_rows
 
     echo(f"writing {qa.num_rows} QA rows to {db} ...")
-    report.write = store.write_qa(qa, spec.name, loaded.spec_hash, spec.output.table)
-    store.maintain(spec.output.table)
+    with stages.stage("write") as stage:
+        report.write = store.write_qa(qa, spec.name, loaded.spec_hash, spec.output.table)
+        store.maintain(spec.output.table)
+        stage.counts["QA"] = qa.num_rows
     report.seconds = time.perf_counter() - clock
     build_id = hashlib.sha256(f"{loaded.spec_hash}/{plan.seed}/{started.isoformat()}".encode()).hexdigest()[:16]
     store.record_errors(failures, spec.name, build_id)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -28,6 +31,13 @@ def _user_errors(fn):
             sys.exit(USER_ERROR)
 
     return wrapper
+
+
+@contextmanager
+def _progress_bar(label: str, total: int, unit: str) -> Iterator[click._termui_impl.ProgressBar]:
+    """A progress bar on stderr; where stderr is not a terminal (logs, CI) click prints the label once."""
+    with click.progressbar(length=total, label=f"{label} ({total} {unit})", file=sys.stderr, show_pos=True) as bar:
+        yield bar
 
 
 SPEC_ARG = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
@@ -107,9 +117,17 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
 @DEVICE_OPT
 @BATCH_OPT
 @click.option("--no-cache", is_flag=True, help="Run the models even for images already in the perception cache, replacing their cached outputs.")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
+              help="Model workers per model (each takes one GPU when there are GPUs); overrides the spec's concurrency.")
+@click.option("--runner", type=click.Choice(["native", "ray"]), default="native", show_default=True,
+              help="native: Daft's local engine on this machine. ray: the same plan on Daft's Ray runner, "
+                   "a local Ray on this machine's cores unless --address names a cluster.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="Ray cluster to run on with --runner ray: `auto` (the cluster this machine belongs to), "
+                   "HOST:6379, or ray://HOST:10001. The --db folder must be on storage the driver can write.")
 @_user_errors
 def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str, batch_size: int | None,
-          no_cache: bool) -> None:
+          no_cache: bool, concurrency: int | None, runner: str, address: str | None) -> None:
     """Run SPEC: perceive images, relate and verify object pairs, write QA rows to --db.
 
     Rebuilding is safe: rows already in the table are not added twice, and rows from an
@@ -117,11 +135,18 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
     """
     from forge.build import run_build
     from forge.perception.models import RunOptions
+    from forge.runner import model_device, use_runner
     from forge.spec.load import load_spec
 
-    options = RunOptions(device=device, batch_size=batch_size, use_cache=not no_cache)
-    report = run_build(load_spec(spec), db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True),
-                       options=options)
+    os.environ.setdefault("DAFT_PROGRESS_BAR", "0")  # forge draws its own bars; set 1 to see Daft's per-operator bars
+    os.environ.setdefault("DAFT_SHOW_QUERY_ID", "0")
+    loaded = load_spec(spec)
+    where = use_runner(runner, address)
+    click.echo(f"running on the {where}", err=True)
+    options = RunOptions(device=model_device(device, runner), batch_size=batch_size, use_cache=not no_cache,
+                         concurrency=concurrency)
+    report = run_build(loaded, db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True),
+                       options=options, progress=_progress_bar)
     for line in report.lines():
         click.echo(line)
 

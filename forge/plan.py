@@ -41,6 +41,7 @@ class Plan:
     loaded: LoadedSpec
     seed: int
     perceived: DataFrame
+    images: int  # images the source yields (after --limit)
 
     def judged(self, perceived: DataFrame | None = None) -> DataFrame:
         """Every candidate of every family with `margin`, `holds` and `reject` (null = kept)."""
@@ -128,4 +129,5 @@ def _concat_families(frames: list[DataFrame]) -> DataFrame:
 def compile_spec(loaded: LoadedSpec, seed: int | None = None, limit: int | None = None,
                  options: RunOptions = RunOptions()) -> Plan:
     seed = loaded.spec.seed if seed is None else seed
-    return Plan(loaded=loaded, seed=seed, perceived=perceive(loaded, seed, limit, options))
+    perceived, images = perceive(loaded, seed, limit, options)
+    return Plan(loaded=loaded, seed=seed, perceived=perceived, images=images)

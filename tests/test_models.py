@@ -232,6 +232,32 @@ def test_cache_runs_each_model_only_when_its_inputs_change(tmp_path, models, mod
     assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached" in output
 
 
+def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models):
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+    from test_progress import RecordingProgress
+
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=6)
+    spec = load_spec(write_spec(tmp_path, models_spec(str(depth), str(owl))))
+    progress = RecordingProgress()
+    report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)
+    bars = {bar["label"]: bar for bar in progress.bars}
+    assert list(bars) == ["identifying", "running depth + grounding", "reading perception"]
+    assert [bar["total"] for bar in bars.values()] == [6, 6, 6]
+    assert [sum(bar["updates"]) for bar in bars.values()] == [6, 6, 6]
+    assert len(bars["running depth + grounding"]["updates"]) >= 2  # batch_size 4: two batches as they finish
+    assert {s.name: s.counts for s in report.stages.stages} == {
+        "identify": {"images": 6}, "models": {"images": 6}, "perceive": {"images": 6},
+        "judge": {"candidates": sum(sum(f.values()) for f in report.funnel.values()), "QA": report.qa_rows},
+        "write": {"QA": report.qa_rows}}
+
+    progress = RecordingProgress()
+    report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)
+    assert [bar["label"] for bar in progress.bars] == ["identifying", "reading perception"]  # all cached
+    assert report.stages.get("models").counts == {"images": 0}
+
+
 def test_missing_model_is_one_line_error(tmp_path, models):
     _, owl = models
     write_photos(tmp_path / "photos", count=1)

@@ -15,8 +15,9 @@ from forge.spec.load import LoadedSpec
 from forge.spec.schema import AnnotationsSource, ImagesSource, ModelsPerception, SyntheticSource, UrlsSource
 
 
-def perceive(loaded: LoadedSpec, seed: int, limit: int | None, options: RunOptions) -> DataFrame:
-    """A lazy frame of perception records for the spec's source (models: the cold-cache plan)."""
+def perceive(loaded: LoadedSpec, seed: int, limit: int | None, options: RunOptions) -> tuple[DataFrame, int]:
+    """A lazy frame of perception records for the spec's source (models: the cold-cache plan),
+    and how many images it reads."""
     spec, percentile = loaded.spec, loaded.spec.objects.depth_percentile
     if isinstance(spec.source, SyntheticSource):
         return perceive_synthetic(spec.source, seed, percentile, limit)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from forge.errors import ForgeError
 from forge.perception.depth_stats import depth_spread, object_depth
-from forge.perception.records import PERCEIVED_TYPE, failed
+from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, failed
 from forge.spec.schema import AnnotationsSource
 from udfs.images import content_id
 
@@ -116,14 +116,15 @@ class ReadAnnotated:
                 "depth_kind": self.source.depth_kind, "perception": "annotations", "error": None, "objects": objects}
 
 
-def perceive_annotations(source: AnnotationsSource, base_dir: Path, depth_percentile: float, limit: int | None) -> DataFrame:
+def perceive_annotations(source: AnnotationsSource, base_dir: Path, depth_percentile: float,
+                         limit: int | None) -> tuple[DataFrame, int]:
     records = read_instances((base_dir / source.instances).resolve())
     if limit is not None:
         records = records[:limit]
     if not records:
         raise ForgeError(f"{base_dir / source.instances}: lists no images; add entries to `images`")
     reader = ReadAnnotated(source, (base_dir / source.images).resolve(), (base_dir / source.depth).resolve(), depth_percentile)
-    df = daft.from_pylist(records)
+    df = daft.from_pylist(records).into_batches(STREAM_BATCH)
     df = df.with_column("annotations", col("annotations").cast(_ANNOTATION_TYPE))
     perceived = reader(col("file_name"), col("width").cast("int64"), col("height").cast("int64"), col("annotations"))
-    return df.select(perceived.alias("perceived")).select(col("perceived").unnest())
+    return df.select(perceived.alias("perceived")).select(col("perceived").unnest()), len(records)

@@ -8,8 +8,6 @@ back from the cache, so a build that dies keeps every finished batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 import daft
 import pyarrow as pa
 from daft import DataFrame, col
@@ -18,6 +16,7 @@ from forge.perception.cache import DEPTH_TABLE, DETECTIONS_TABLE, PerceptionCach
 from forge.perception.models import (DETECTION_TASKS, RunOptions, depth_columns, identify, list_images,
                                      perception_label, records, run_models, task_cache_key, task_models)
 from forge.perception.records import PERCEIVED_TYPE, failed
+from forge.progress import ProgressFactory, StageTimes, no_progress
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import ImagesSource, ModelsPerception, UrlsSource
 from forge.store import Store
@@ -44,14 +43,24 @@ class ModelRunStats:
 
 
 def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions, limit: int | None,
-                           echo: Callable[[str], None]) -> tuple[DataFrame, ModelRunStats]:
+                           progress: ProgressFactory = no_progress,
+                           stages: StageTimes | None = None) -> tuple[DataFrame, ModelRunStats]:
+    """The perception records of the spec's images, running models only where the cache has nothing.
+
+    Times the `identify` and `models` stages into `stages` and shows a progress bar per model run.
+    """
     spec = loaded.spec
     assert isinstance(spec.source, (ImagesSource, UrlsSource)) and isinstance(spec.perception, ModelsPerception)
     perception = spec.perception
     stats = ModelRunStats()
+    stages = stages if stages is not None else StageTimes()
     files = list_images(spec.source, loaded.base_dir)[:limit]
-    echo(f"identifying {len(files)} images ...")
-    ids = identify(files).to_arrow().to_pylist()
+    with stages.stage("identify") as stage, progress("identifying", len(files), "images") as bar:
+        ids = []
+        for batch in identify(files).to_arrow_iter():
+            ids.extend(batch.to_pylist())
+            bar.update(batch.num_rows)
+        stage.counts["images"] = len(ids)
     unique: dict[str, dict] = {}
     for row in ids:
         if row["error"] is not None:
@@ -74,11 +83,14 @@ def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions
         stats.cached[task] = sum(1 for i in unique if i in have[task])
         stats.run[task] = 0
 
-    for need, rows in sorted(groups.items()):
-        echo(f"running {' + '.join(need)} on {len(rows)} images ...")
-        outputs = run_models(daft.from_pylist(rows), perception, options, set(need))
-        for batch in outputs.to_arrow_iter():
-            _store_batch(pa.Table.from_batches([batch]), cache, {task: keys[task] for task in need}, stats)
+    with stages.stage("models") as stage:
+        for need, rows in sorted(groups.items()):
+            with progress(f"running {' + '.join(need)}", len(rows), "images") as bar:
+                outputs = run_models(daft.from_pylist(rows), perception, options, set(need))
+                for batch in outputs.to_arrow_iter():
+                    _store_batch(pa.Table.from_batches([batch]), cache, {task: keys[task] for task in need}, stats)
+                    bar.update(batch.num_rows)
+        stage.counts["images"] = sum(len(rows) for rows in groups.values())
 
     known = daft.from_pylist(list(unique.values())) if unique else None
     label = perception_label(perception)

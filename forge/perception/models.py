@@ -53,11 +53,13 @@ DETECTIONS_TYPE = DataType.list(DataType.struct({
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How models run: `device` auto|cpu|cuda, an optional batch size overriding the spec's, the cache switch."""
+    """How models run: `device` auto|cpu|cuda, optional batch size and worker count overriding the
+    spec's, the cache switch."""
 
     device: str = "auto"
     batch_size: int | None = None
     use_cache: bool = True
+    concurrency: int | None = None
 
     def wants_gpu(self) -> bool:
         return self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
@@ -173,7 +175,7 @@ def _on_decoded(run, inputs: Series, widths: Series, heights: Series) -> list:
 def depth_udf(spec: DepthSpec, options: RunOptions):
     """A class UDF estimating depth; one model per worker, batches of `batch_size` images."""
 
-    @daft.cls(gpus=1 if options.wants_gpu() else 0, max_concurrency=spec.concurrency)
+    @daft.cls(gpus=1 if options.wants_gpu() else 0, max_concurrency=options.concurrency or spec.concurrency)
     class EstimateDepth:
         def __init__(self) -> None:
             from udfs.depth import DepthModel
@@ -195,7 +197,7 @@ def depth_udf(spec: DepthSpec, options: RunOptions):
 def grounding_udf(spec: GroundingSpec, options: RunOptions):
     """A class UDF detecting the spec's vocabulary; one model per worker."""
 
-    @daft.cls(gpus=1 if options.wants_gpu() else 0, max_concurrency=spec.concurrency)
+    @daft.cls(gpus=1 if options.wants_gpu() else 0, max_concurrency=options.concurrency or spec.concurrency)
     class DetectObjects:
         def __init__(self) -> None:
             from udfs.grounding import GroundingModel
@@ -313,9 +315,10 @@ def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: f
 
 
 def perceive_models(source: ImagesSource | UrlsSource, perception: ModelsPerception, base_dir: Path, depth_percentile: float,
-                    limit: int | None, options: RunOptions) -> DataFrame:
+                    limit: int | None, options: RunOptions) -> tuple[DataFrame, int]:
     """The cold-cache plan: every image through both models (what `forge explain` shows)."""
-    images = identify(list_images(source, base_dir)[:limit])
+    files = list_images(source, base_dir)[:limit]
+    images = identify(files)
     ok = images.where(col("error").is_null()).exclude("error")
     outputs = run_models(ok, perception, options, set(task_models(perception))).where(col("prepare_error").is_null())
-    return records(outputs, perception, depth_percentile)
+    return records(outputs, perception, depth_percentile), len(files)

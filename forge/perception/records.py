@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from daft import DataType
 
+STREAM_BATCH = 16  # images per streamed batch: progress moves, and Daft spreads batches over workers
+
 OBJECT_TYPE = DataType.struct(
     {
         "idx": DataType.int64(),

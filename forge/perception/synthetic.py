@@ -8,7 +8,7 @@ import daft
 from daft import DataFrame, col
 
 from forge.perception.depth_stats import depth_spread, object_depth
-from forge.perception.records import PERCEIVED_TYPE
+from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH
 from forge.perception.synthetic_scene import Scene, render_scene
 from forge.spec.schema import SyntheticSource
 from udfs.images import content_id
@@ -58,8 +58,9 @@ class RenderSynthetic:
         }
 
 
-def perceive_synthetic(source: SyntheticSource, seed: int, depth_percentile: float, limit: int | None) -> DataFrame:
+def perceive_synthetic(source: SyntheticSource, seed: int, depth_percentile: float,
+                       limit: int | None) -> tuple[DataFrame, int]:
     count = source.images if limit is None else min(limit, source.images)
     render = RenderSynthetic(source, seed, depth_percentile)
-    df = daft.from_pydict({"index": list(range(count))})
-    return df.select(render(col("index")).alias("perceived")).select(col("perceived").unnest())
+    df = daft.from_pydict({"index": list(range(count))}).into_batches(STREAM_BATCH)
+    return df.select(render(col("index")).alias("perceived")).select(col("perceived").unnest()), count

@@ -1,0 +1,50 @@
+"""Builds report progress batch by batch while they run and throughput per stage at the end."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+from forge.build import run_build
+from forge.spec.load import load_spec
+from conftest import demo_dict, write_spec
+
+
+class RecordingProgress:
+    """A progress factory that keeps every bar's label, total and updates."""
+
+    def __init__(self) -> None:
+        self.bars: list[dict] = []
+
+    @contextmanager
+    def __call__(self, label: str, total: int, unit: str):
+        bar = {"label": label, "total": total, "unit": unit, "updates": []}
+        self.bars.append(bar)
+        yield SimpleNamespace(update=bar["updates"].append)
+
+
+def test_perception_progress_moves_per_batch_and_stages_report_throughput(tmp_path):
+    progress = RecordingProgress()
+    spec = load_spec(write_spec(tmp_path, demo_dict(images=60)))
+    report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)
+
+    [bar] = progress.bars
+    assert (bar["label"], bar["total"], bar["unit"]) == ("perceiving (synthetic)", 60, "images")
+    assert sum(bar["updates"]) == 60
+    assert len(bar["updates"]) >= 4  # streamed in batches of 16, not all at the end
+
+    stages = {s.name: s for s in report.stages.stages}
+    assert list(stages) == ["perceive", "judge", "write"]
+    assert stages["perceive"].counts == {"images": 60}
+    assert stages["judge"].counts == {"candidates": sum(sum(f.values()) for f in report.funnel.values()),
+                                      "QA": report.qa_rows}
+    assert stages["write"].counts == {"QA": report.qa_rows}
+    assert all(s.seconds > 0 for s in stages.values())
+    text = "\n".join(report.lines())
+    total = re.search(r"total\s+([\d.]+) s  60 images \(([\d.,]+) images/s\), (\d+) QA \(([\d.,]+) QA/s\)", text)
+    assert total, text
+    seconds, images_rate, qa, qa_rate = total.groups()
+    assert int(qa) == report.qa_rows
+    assert abs(float(images_rate.replace(",", "")) - 60 / report.seconds) < 0.11 * 60 / report.seconds + 0.1
+    assert abs(float(qa_rate.replace(",", "")) - report.qa_rows / report.seconds) <= 0.06 * report.qa_rows / report.seconds + 1

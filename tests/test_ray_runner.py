@@ -1,0 +1,52 @@
+"""The same spec on Daft's Ray runner (a local 2-CPU Ray) writes exactly the native runner's rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from click.testing import CliRunner
+
+from conftest import REPO, demo_dict, read_table, write_spec
+from forge.build import run_build
+from forge.cli import main
+from forge.spec.load import load_spec
+from scene_data import make_dataset, use_annotations
+
+RAY_BUILD = textwrap.dedent("""
+    import sys
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False)
+    from forge.cli import main
+    main(["build", sys.argv[1], "--db", sys.argv[2], "--runner", "ray"])
+""")
+
+
+def _ray_build(spec, db) -> str:
+    done = subprocess.run([sys.executable, "-c", RAY_BUILD, str(spec), str(db)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def test_ray_runner_writes_the_native_runners_rows(tmp_path):
+    specs = {"synthetic": write_spec(tmp_path, demo_dict(images=120), name="synthetic.yaml"),
+             "annotations": write_spec(tmp_path, use_annotations(demo_dict(), "npy_m"), name="annotations.yaml")}
+    make_dataset(tmp_path / "data", "npy_m", count=40)
+    for name, spec in specs.items():
+        native = run_build(load_spec(spec), tmp_path / f"native_{name}", echo=lambda _: None)
+        output = _ray_build(spec, tmp_path / f"ray_{name}")
+        assert "running on the Ray runner (1 node(s), 2 CPUs, 0 GPUs)" in output
+        assert f"QA written    {native.qa_rows} rows" in output
+        ray_rows = read_table(tmp_path / f"ray_{name}")
+        assert native.qa_rows > 100
+        assert ray_rows.equals(read_table(tmp_path / f"native_{name}")), name
+
+
+def test_address_without_ray_runner_is_one_line_error(tmp_path):
+    spec = write_spec(tmp_path, demo_dict(images=5))
+    result = CliRunner().invoke(main, ["build", str(spec), "--db", str(tmp_path / "db"), "--address", "auto"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --address needs --runner ray; the native runner runs on this machine only"
+    assert not (tmp_path / "db").exists()
