@@ -152,6 +152,42 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
 
 
 @main.command()
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
+              show_default=True, help="LanceDB database folder holding the QA table.")
+@click.option("--table", default="qa", show_default=True, help="QA table to read (a spec's output.table).")
+@click.option("--family", default=None, help="Show only this question family, e.g. depth_order.")
+@click.option("--where", default=None, metavar="SQL",
+              help="Extra SQL filter on qa columns, e.g. \"margin < 0.1\" or \"answer_type = 'yes_no'\".")
+@click.option("--n", "count", type=click.IntRange(1, 10_000), default=24, show_default=True,
+              help="Rows to render (a stable pick: the first N in qa_id order, which is a content hash).")
+@click.option("--depth", is_flag=True, help="Colour the image by the depth the build used (near bright, far dark).")
+@click.option("--size", type=click.IntRange(64, 4096), default=480, show_default=True,
+              help="Long side of each rendered image in pixels.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="preview.html: one self-contained page with thumbnails; any other path: a folder of PNGs "
+                   "(image with boxes above a caption).")
+@_user_errors
+def show(db: Path, table: str, family: str | None, where: str | None, count: int, depth: bool, size: int,
+         out: Path) -> None:
+    """Render QA rows onto their images: boxes with labels (a red, b blue, c green, ...),
+    question, answer, margin, and optionally the depth map as a colour overlay."""
+    from forge.show import render, select_rows, write_html, write_pngs
+
+    rows = select_rows(db, table, family, where, count)
+    with _progress_bar("rendering", len(rows), "rows") as bar:
+        shown = render(rows, db, depth, size, on_row=lambda: bar.update(1))
+    missing = [item.depth_missing for item in shown if item.depth_missing]
+    if missing:
+        click.echo(f"warning: {len(missing)} of {len(shown)} rows have no depth overlay, e.g. {missing[0]}", err=True)
+    if out.suffix.lower() in (".html", ".htm"):
+        write_html(shown, out, f"forge show: {db} ({table})")
+        click.echo(f"{len(shown)} rows -> {out}")
+    else:
+        paths = write_pngs(shown, out)
+        click.echo(f"{len(paths)} PNG files -> {out}/")
+
+
+@main.command()
 @click.argument("query")
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder; its tables (qa, builds, errors, ...) are visible by name.")

@@ -258,6 +258,21 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
     assert report.stages.get("models").counts == {"images": 0}
 
 
+def test_show_overlays_the_cached_depth_of_model_builds(tmp_path, models):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=4)
+    _build(tmp_path, models_spec(str(depth), str(owl)))
+    outputs = {}
+    for name, extra in (("plain", []), ("depth", ["--depth"])):
+        result = CliRunner().invoke(main, ["show", "--db", str(tmp_path / "db"), "--n", "1", *extra, "--out",
+                                           str(tmp_path / name)])
+        assert result.exit_code == 0 and "no depth overlay" not in result.output, result.output
+        [png] = (tmp_path / name).glob("*.png")
+        outputs[name] = np.asarray(Image.open(png), dtype=np.int16)
+    changed = np.abs(outputs["depth"] - outputs["plain"]).max(axis=2) > 20
+    assert changed.mean() > 0.3  # the overlay covers the picture (not only the boxes)
+
+
 def test_missing_model_is_one_line_error(tmp_path, models):
     _, owl = models
     write_photos(tmp_path / "photos", count=1)

@@ -217,7 +217,7 @@ def grounding_udf(spec: GroundingSpec, options: RunOptions):
     return DetectObjects()
 
 
-def _depth_map(data: bytes, rows: int, cols: int) -> np.ndarray:
+def decode_depth_map(data: bytes, rows: int, cols: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.float16).reshape(rows, cols).astype(np.float32)
 
 
@@ -236,13 +236,13 @@ class ModelRecord:
         def box(d: dict) -> tuple[float, float, float, float]:
             return d["x1"], d["y1"], d["x2"], d["y2"]
 
-        depth_map = _depth_map(depth, rows, cols)
-        check_map = _depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
+        depth_map = decode_depth_map(depth, rows, cols)
+        check_map = decode_depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
         flips = [(None, None)] * len(detections)
         if flip_depth is not None and flip_detections is not None:
             flips = flip_views([(d["label"], box(d)) for d in detections],
                                [(d["label"], box(d)) for d in flip_detections],
-                               _depth_map(flip_depth, flip_rows, flip_cols), self.percentile)
+                               decode_depth_map(flip_depth, flip_rows, flip_cols), self.percentile)
 
 
         objects = [{"idx": i, "label": d["label"], "score": d["score"], "x1": d["x1"], "y1": d["y1"], "x2": d["x2"],
