@@ -142,7 +142,8 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
     os.environ.setdefault("DAFT_SHOW_QUERY_ID", "0")
     loaded = load_spec(spec)
     where = use_runner(runner, address)
-    click.echo(f"running on the {where}", err=True)
+    if runner != "native":
+        click.echo(f"running on the {where}", err=True)
     options = RunOptions(device=model_device(device, runner), batch_size=batch_size, use_cache=not no_cache,
                          concurrency=concurrency)
     report = run_build(loaded, db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True),

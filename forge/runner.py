@@ -26,12 +26,16 @@ def use_runner(runner: str, address: str | None = None) -> str:
     if runner == "native":
         if address is not None:
             raise ForgeError("--address needs --runner ray; the native runner runs on this machine only")
-        daft.set_runner_native()
-        return "native runner (this machine)"
+        if daft.get_or_infer_runner_type() == "ray":
+            raise ForgeError("this process already runs Daft on Ray (DAFT_RUNNER=ray or an earlier build); "
+                             "pass --runner ray or unset DAFT_RUNNER")
+        return "native runner (this machine)"  # Daft's default; set on first use
     try:
         import ray
     except ImportError:
         raise ForgeError("--runner ray needs Ray: pip install 'spatialforge[ray]'") from None
+    if daft.get_or_infer_runner_type() != "ray" and daft.runners._get_runner() is not None:
+        raise ForgeError("Daft already ran on the native runner in this process; start a new process for --runner ray")
     # Ray starts worker processes with fork+exec; lancedb's warning about forking does not apply to that.
     warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
     if not ray.is_initialized():

@@ -50,3 +50,20 @@ def test_address_without_ray_runner_is_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip() == "error: --address needs --runner ray; the native runner runs on this machine only"
     assert not (tmp_path / "db").exists()
+
+
+def test_ray_after_native_in_one_process_is_one_line_error(tmp_path):
+    spec = write_spec(tmp_path, demo_dict(images=5))
+    run_build(load_spec(spec), tmp_path / "native", echo=lambda _: None)  # Daft's runner is now native here
+    result = CliRunner().invoke(main, ["build", str(spec), "--db", str(tmp_path / "db"), "--runner", "ray"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: Daft already ran on the native runner in this process; "
+                                     "start a new process for --runner ray")
+
+
+def test_ray_runner_without_ray_installed_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    spec = write_spec(tmp_path, demo_dict(images=5))
+    result = CliRunner().invoke(main, ["build", str(spec), "--db", str(tmp_path / "db"), "--runner", "ray"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --runner ray needs Ray: pip install 'spatialforge[ray]'"
