@@ -47,6 +47,9 @@ DEVICE_OPT = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"])
                           help="Where models run: auto picks CUDA when a GPU is visible (bf16/fp16 there), else CPU.")
 BATCH_OPT = click.option("--batch-size", type=click.IntRange(1, 4096), default=None,
                          help="Images per model batch; overrides the spec's perception batch_size.")
+CONCURRENCY_OPT = click.option(
+    "--concurrency", type=click.IntRange(1, 1024), default=None,
+    help="Model workers per model (each takes one GPU when there are GPUs); overrides the spec's concurrency.")
 LIMIT_OPT = click.option("--limit", type=click.IntRange(min=1), default=None,
                          help="Use only the first N images of the source (quick trial runs).")
 
@@ -91,8 +94,10 @@ def validate(specs: tuple[Path, ...]) -> None:
 @LIMIT_OPT
 @DEVICE_OPT
 @BATCH_OPT
+@CONCURRENCY_OPT
 @_user_errors
-def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_size: int | None) -> None:
+def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_size: int | None,
+            concurrency: int | None) -> None:
     """Print the optimized Daft plan SPEC compiles to, without running it.
 
     For model perception this is the cold-cache plan; a build runs models only for images
@@ -102,7 +107,8 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
     from forge.plan import compile_spec
     from forge.spec.load import load_spec
 
-    plan = compile_spec(load_spec(spec), seed=seed, limit=limit, options=RunOptions(device, batch_size))
+    plan = compile_spec(load_spec(spec), seed=seed, limit=limit,
+                        options=RunOptions(device, batch_size, concurrency=concurrency))
     buffer = io.StringIO()
     plan.qa(plan.judged()).explain(show_all=True, file=buffer)
     click.echo(buffer.getvalue())
@@ -116,9 +122,8 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
 @SEED_OPT
 @DEVICE_OPT
 @BATCH_OPT
+@CONCURRENCY_OPT
 @click.option("--no-cache", is_flag=True, help="Run the models even for images already in the perception cache, replacing their cached outputs.")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
-              help="Model workers per model (each takes one GPU when there are GPUs); overrides the spec's concurrency.")
 @click.option("--runner", type=click.Choice(["native", "ray"]), default="native", show_default=True,
               help="native: Daft's local engine on this machine. ray: the same plan on Daft's Ray runner, "
                    "a local Ray on this machine's cores unless --address names a cluster.")

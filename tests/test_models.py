@@ -343,3 +343,33 @@ def test_cross_check_rule_without_its_perception_is_a_spec_error(tmp_path, model
     spec["verify"][rule] = True
     result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec))])
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_model_workers_request_one_gpu_each_with_the_configured_concurrency_and_batch(tmp_path, models):
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=2)
+    spec = write_spec(tmp_path, models_spec(str(depth), str(owl)))
+    args = ["explain", str(spec), "--device", "cuda", "--concurrency", "4", "--batch-size", "16"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    plan = result.output.split("== Physical Plan ==")[1]
+    udfs = [block for block in plan.split("* UDF ")[1:] if "EstimateDepth" in block[:120] or "DetectObjects" in block[:120]]
+    assert {name for name in ("EstimateDepth", "DetectObjects") for block in udfs if name in block[:120]} == {
+        "EstimateDepth", "DetectObjects"}  # each may print more than once: the plan tree repeats shared inputs
+    for block in udfs:
+        flat = " ".join(block.split())
+        assert "Resource request = { num_gpus = 1 }" in flat and "concurrency = 4" in flat and "batch_size = 16" in flat
+    cpu = CliRunner().invoke(main, ["explain", str(spec), "--device", "cpu"]).output.split("== Physical Plan ==")[1]
+    assert "num_gpus = 1" not in cpu and "concurrency = 1" in " ".join(cpu.split())
+
+
+def test_auto_device_on_ray_follows_the_clusters_gpus(monkeypatch):
+    import ray
+
+    from forge.runner import model_device
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 8.0})
+    assert model_device("auto", "ray") == "cuda"
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0})
+    assert model_device("auto", "ray") == "cpu"
+    assert model_device("cpu", "ray") == "cpu" and model_device("cuda", "native") == "cuda"
