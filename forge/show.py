@@ -102,8 +102,9 @@ class DepthSource:
         return decode_depth_map(found[0]["depth"], found[0]["rows"], found[0]["cols"]), None
 
 
-def load_image(uri: str) -> tuple[Image.Image, np.ndarray | None]:
-    """The row's picture (orientation applied) and, for synthetic scenes, their exact depth."""
+def load_image(uri: str, size: int = THUMB_LONG_SIDE) -> tuple[Image.Image, np.ndarray | None]:
+    """The row's picture (orientation applied; big JPEGs decoded at reduced scale, at least `size`
+    on the long side) and, for synthetic scenes, their exact depth."""
     if uri.startswith("synthetic://"):
         from forge.perception.synthetic import render_uri
 
@@ -112,7 +113,7 @@ def load_image(uri: str) -> tuple[Image.Image, np.ndarray | None]:
     from udfs.images import decode, read
 
     try:
-        image, _ = decode(read(uri), THUMB_LONG_SIDE)
+        image, _ = decode(read(uri), size)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ForgeError(f"cannot read image {uri}: {exc} (moved or deleted since the build?)") from None
     return image, None
@@ -124,7 +125,7 @@ def render(rows: list[dict], db: Path, depth: bool, size: int = THUMB_LONG_SIDE,
     depth_source = DepthSource(db) if depth else None
     shown = []
     for row in rows:
-        image, scene_depth = load_image(row["image_uri"])
+        image, scene_depth = load_image(row["image_uri"], size)
         depth_map, missing = depth_source(row, scene_depth) if depth_source else (None, None)
         scale = size / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
