@@ -76,6 +76,8 @@ def _check_models(loaded: LoadedSpec) -> None:
     """Fail before any work when a configured model cannot be found (offline machines)."""
     perception = loaded.spec.perception
     if isinstance(perception, ModelsPerception):
+        import udfs.depth  # noqa: F401  transformers takes seconds to import: count it in setup, not in a model stage
+        import udfs.grounding  # noqa: F401
         from udfs.loading import resolve_model
 
         resolve_model(perception.depth.model)
@@ -97,12 +99,13 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
               progress: ProgressFactory = no_progress) -> BuildReport:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    _check_models(loaded)
-    plan = compile_spec(loaded, seed=seed, limit=limit, options=options)
-    store = Store(db)
+    stages = StageTimes()
+    with stages.stage("setup"):  # finding models, compiling the plan, opening the database
+        _check_models(loaded)
+        plan = compile_spec(loaded, seed=seed, limit=limit, options=options)
+        store = Store(db)
     spec = loaded.spec
-    report = BuildReport(spec.name, loaded.spec_hash, plan.seed, Path(db), spec.output.table)
-    stages = report.stages
+    report = BuildReport(spec.name, loaded.spec_hash, plan.seed, Path(db), spec.output.table, stages=stages)
 
     if isinstance(spec.perception, ModelsPerception):
         lazy, report.models = perceive_models_cached(loaded, store, options, limit, progress, stages)

@@ -26,8 +26,8 @@ def write_spec(folder: Path, spec: dict, name: str = "spec.yaml") -> Path:
     return path
 
 
-def read_table(db: Path, table: str = "qa") -> pa.Table:
-    return lancedb.connect(str(db)).open_table(table).to_arrow().sort_by("qa_id")
+def read_table(db: Path, table: str = "qa", key: str = "qa_id") -> pa.Table:
+    return lancedb.connect(str(db)).open_table(table).to_arrow().sort_by(key)
 
 
 @pytest.fixture

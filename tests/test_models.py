@@ -248,7 +248,7 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
     assert [sum(bar["updates"]) for bar in bars.values()] == [6, 6, 6]
     assert len(bars["running depth + grounding"]["updates"]) >= 2  # batch_size 4: two batches as they finish
     assert {s.name: s.counts for s in report.stages.stages} == {
-        "identify": {"images": 6}, "models": {"images": 6}, "perceive": {"images": 6},
+        "setup": {}, "identify": {"images": 6}, "models": {"images": 6}, "perceive": {"images": 6},
         "judge": {"candidates": sum(sum(f.values()) for f in report.funnel.values()), "QA": report.qa_rows},
         "write": {"QA": report.qa_rows}}
 

@@ -35,12 +35,14 @@ def test_perception_progress_moves_per_batch_and_stages_report_throughput(tmp_pa
     assert len(bar["updates"]) >= 4  # streamed in batches of 16, not all at the end
 
     stages = {s.name: s for s in report.stages.stages}
-    assert list(stages) == ["perceive", "judge", "write"]
+    assert list(stages) == ["setup", "perceive", "judge", "write"]
+    assert stages["setup"].counts == {}
     assert stages["perceive"].counts == {"images": 60}
     assert stages["judge"].counts == {"candidates": sum(sum(f.values()) for f in report.funnel.values()),
                                       "QA": report.qa_rows}
     assert stages["write"].counts == {"QA": report.qa_rows}
     assert all(s.seconds > 0 for s in stages.values())
+    assert sum(s.seconds for s in stages.values()) <= report.seconds < sum(s.seconds for s in stages.values()) + 0.5
     text = "\n".join(report.lines())
     total = re.search(r"total\s+([\d.]+) s  60 images \(([\d.,]+) images/s\), (\d+) QA \(([\d.,]+) QA/s\)", text)
     assert total, text

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 from click.testing import CliRunner
 
 from conftest import REPO, demo_dict, read_table, write_spec
@@ -42,6 +44,28 @@ def test_ray_runner_writes_the_native_runners_rows(tmp_path):
         ray_rows = read_table(tmp_path / f"ray_{name}")
         assert native.qa_rows > 100
         assert ray_rows.equals(read_table(tmp_path / f"native_{name}")), name
+
+
+def test_model_perception_on_ray_actors_writes_the_native_runners_rows_and_cache(tmp_path):
+    from test_models import models_spec, write_photos
+    from tiny_models import save_tiny_depth, save_tiny_owlvit
+
+    spec = models_spec(str(save_tiny_depth(tmp_path / "depth")), str(save_tiny_owlvit(tmp_path / "owl")))
+    write_photos(tmp_path / "photos", count=8)
+    path = write_spec(tmp_path, spec)
+    native = run_build(load_spec(path), tmp_path / "native", echo=lambda _: None)
+    output = _ray_build(path, tmp_path / "ray")
+    assert "depth: 8 run, 0 cached; detections: 8 run, 0 cached" in output  # models ran as Ray actors
+    assert native.qa_rows > 0 and read_table(tmp_path / "ray").equals(read_table(tmp_path / "native"))
+    ray_det, native_det = (read_table(tmp_path / db, "perception_detections", "image_id") for db in ("ray", "native"))
+    assert ray_det.equals(native_det)
+    ray_maps, native_maps = (read_table(tmp_path / db, "perception_depth", "image_id").to_pylist() for db in ("ray", "native"))
+    assert [(m["image_id"], m["key"], m["rows"], m["cols"]) for m in ray_maps] == [
+        (m["image_id"], m["key"], m["rows"], m["cols"]) for m in native_maps]
+    for ray_map, native_map in zip(ray_maps, native_maps):
+        # Ray may batch the images differently; CPU kernels then round differently (a float16 step at most)
+        np.testing.assert_allclose(np.frombuffer(ray_map["depth"], np.float16), np.frombuffer(native_map["depth"], np.float16),
+                                   rtol=2e-3, atol=1e-3)
 
 
 def test_address_without_ray_runner_is_one_line_error(tmp_path):
