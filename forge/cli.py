@@ -44,7 +44,8 @@ SPEC_ARG = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path
 SEED_OPT = click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
                         help="Seed for pair order, phrasing and synthetic scenes; overrides the spec's `seed`.")
 DEVICE_OPT = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                          help="Where models run: auto picks CUDA when a GPU is visible (bf16/fp16 there), else CPU.")
+                          help="Where models run: auto picks CUDA when a GPU is visible (with --runner ray: when the cluster "
+                               "has GPUs), bf16/fp16 there, else CPU.")
 BATCH_OPT = click.option("--batch-size", type=click.IntRange(1, 4096), default=None,
                          help="Images per model batch; overrides the spec's perception batch_size.")
 CONCURRENCY_OPT = click.option(
@@ -129,7 +130,8 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
                    "a local Ray on this machine's cores unless --address names a cluster.")
 @click.option("--address", default=None, metavar="ADDR",
               help="Ray cluster to run on with --runner ray: `auto` (the cluster this machine belongs to), "
-                   "HOST:6379, or ray://HOST:10001. The --db folder must be on storage the driver can write.")
+                   "HOST:6379, or ray://HOST:10001. On several nodes put --db on a filesystem every node mounts "
+                   "(workers read the perception cache from it).")
 @_user_errors
 def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str, batch_size: int | None,
           no_cache: bool, concurrency: int | None, runner: str, address: str | None) -> None:
