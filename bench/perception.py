@@ -118,8 +118,7 @@ def main() -> None:
         ceiling = args.images / (t_depth + t_owl)
 
         start = time.perf_counter()
-        perceived, stats = perceive_models_cached(loaded, Store(root / "db"), RunOptions(args.device, b), None,
-                                                  echo=lambda _: None)
+        perceived, stats = perceive_models_cached(loaded, Store(root / "db"), RunOptions(args.device, b), None)
         rows = perceived.collect().to_pylist()
         t_forge = time.perf_counter() - start
         assert stats.run["depth"] == stats.run["grounding"] == len(rows) == args.images

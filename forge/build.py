@@ -110,7 +110,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
     if isinstance(spec.perception, ModelsPerception):
         lazy, report.models = perceive_models_cached(loaded, store, options, limit, progress, stages)
         with stages.stage("perceive") as stage:
-            perceived = _stream(lazy, progress, "reading perception", len(report.models.failures) + stages.get("identify").counts["images"])
+            perceived = _stream(lazy, progress, "reading perception", report.models.records)
     else:
         with stages.stage("perceive") as stage:
             perceived = _stream(plan.perceived, progress, f"perceiving ({spec.source.kind})", plan.images)

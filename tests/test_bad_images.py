@@ -119,6 +119,22 @@ def test_rebuild_does_not_duplicate_error_rows(corpus_build):
     assert lancedb.connect(str(root / "db")).open_table("errors").count_rows() == len(BAD)
 
 
+def test_progress_totals_count_bad_images_once(corpus_build):
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+    from test_progress import RecordingProgress
+
+    root, _ = corpus_build
+    progress = RecordingProgress()
+    report = run_build(load_spec(root / "spec.yaml"), root / "db", echo=lambda _: None, progress=progress)
+    bars = {bar["label"]: bar for bar in progress.bars}
+    files = len(GOOD) + len(BAD)
+    assert (bars["identifying"]["total"], sum(bars["identifying"]["updates"])) == (files, files)
+    # one perception record per file: the readable ones from the cache, the unreadable ones as errors
+    assert (bars["reading perception"]["total"], sum(bars["reading perception"]["updates"])) == (files, files)
+    assert report.images == files
+
+
 def test_decoding_honours_orientation_bit_depth_and_transparency():
     image, size = decode(_rotated_jpeg(), 960)
     assert size == (40, 80) and image.size == (40, 80)

@@ -36,6 +36,7 @@ class ModelRunStats:
     cached: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    records: int = 0  # perception records read back: one per distinct image plus one per unreadable file
 
     def line(self) -> str:
         parts = [f"{TASK_NAMES[t]}: {self.run[t]} run, {self.cached[t]} cached" for t in self.run]
@@ -69,6 +70,7 @@ def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions
             stats.duplicates += 1  # same bytes at another path: perceive and ask about it once
         else:
             unique[row["image_id"]] = row
+    stats.records = len(unique) + len(stats.failures)  # one that fails to decode later leaves the cache join for the failures
 
     cache = PerceptionCache(store)
     tasks = task_models(perception)
