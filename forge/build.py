@@ -1,25 +1,43 @@
-"""Run a compiled spec: perceive once, judge every pair, write kept QA rows, report the funnel."""
+"""Run a spec as a streaming build: perceive, judge a chunk at a time, write, commit once.
+
+1. perceive: records of the source's images, staged as Parquet a chunk at a time (a table of
+   records, `source: records`, is read as it is);
+2. count: judge every chunk; keep only the funnel and the balance histograms;
+3. write: judge every chunk again with the build's balance limits, phrase the rows it keeps and
+   write them as Lance data files;
+4. commit: make them visible in one commit that replaces the spec's previous build.
+Memory follows the chunk size, not the number of images. Each step's results are staged, so a
+build that dies resumes at the chunk where it stopped.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import daft
-import pyarrow as pa
-import pyarrow.compute as pc
+import numpy as np
+import polars as pl
 
-from forge.perception.cached_models import ModelRunStats, perceive_models_cached
+from forge.judge import DEFAULT_CHUNK_SIZE, balance
+from forge.judge.chunk import Judge
+from forge.judge.driver import COUNT, WRITE, ChunkPlan, run_pass
+from forge.perception.cached_models import ModelPerceiver, ModelRunStats
 from forge.perception.models import RunOptions
-from forge.plan import compile_spec
+from forge.perception.sources import Perceiver, perceiver_for
+from forge.perception.table import RecordTable
 from forge.progress import ProgressFactory, Stage, StageTimes, no_progress
+from forge.runner import judge_workers
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import ModelsPerception
-from forge.store import Store, WriteResult
+from forge.spec.schema import ModelsPerception, RecordsSource
+from forge.staging import Staging
+from forge.store import QA_SCHEMA, Store, WriteResult
+
+STAGING_FORMAT = 1  # bump when what is staged changes meaning
 
 
 def funnel_lines(funnel: dict[str, dict[str, int]]) -> list[str]:
@@ -39,10 +57,15 @@ class BuildReport:
     seed: int
     db: Path
     table: str
+    chunk_size: int
     images: int = 0
     images_failed: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
     objects: int = 0
+    chunks: int = 0
+    resumed: tuple[int, int] = (0, 0)  # chunks counted, written by an interrupted run of this build, reused
     funnel: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     qa_rows: int = 0
     write: WriteResult | None = None
     models: ModelRunStats | None = None
@@ -52,8 +75,11 @@ class BuildReport:
     def lines(self) -> list[str]:
         failed = sum(self.images_failed.values())
         out = [f"forge build {self.spec_name} (spec {self.spec_hash}, seed {self.seed})",
-               f"  images        {self.images} read, {failed} skipped",
-               f"  objects       {self.objects}"]
+               f"  images        {self.images} read, {failed} skipped, {self.duplicates} duplicates",
+               f"  objects       {self.objects}",
+               f"  chunks        {self.chunks} of up to {self.chunk_size} images"
+               + (f" (resumed: {self.resumed[0]} counted and {self.resumed[1]} written by an interrupted run, reused)"
+                  if any(self.resumed) else "")]
         for reason, count in sorted(self.images_failed.items()):
             out.append(f"    skipped {count}: {reason}")
         if self.images_failed:
@@ -61,10 +87,12 @@ class BuildReport:
         if self.models is not None:
             out.append(f"  perception    {self.models.line()}")
         out.extend(funnel_lines(self.funnel))
+        out.extend(f"  warning: {w}" for w in self.warnings)
         if self.write is not None:
             w = self.write
-            out.append(f"  QA written    {self.qa_rows} rows: {w.inserted} new, {w.already_present} already present, "
-                       f"{w.stale_removed} from an older spec version removed -> {self.db} (table {self.table})")
+            replaced = f"replacing {w.replaced} rows of this spec's previous build" + (
+                f" ({w.stale} of an older spec version)" if w.stale else "") if w.replaced else "the spec's first build here"
+            out.append(f"  QA written    {self.qa_rows} rows, {replaced} -> {self.db} (table {self.table})")
         out.append(f"  time          {self.seconds:.1f} s")
         total = Stage("total", self.seconds, {"images": self.images, "QA": self.qa_rows})
         out.append("  throughput")
@@ -84,66 +112,157 @@ def _check_models(loaded: LoadedSpec) -> None:
         resolve_model(perception.grounding.model)
 
 
-def _stream(frame: daft.DataFrame, progress: ProgressFactory, label: str, total: int) -> daft.DataFrame:
-    """Materialize perception records batch by batch so the progress bar moves as images finish."""
-    batches = []
-    with progress(label, total, "images") as bar:
-        for batch in frame.to_arrow_iter():
-            batches.append(batch)
-            bar.update(batch.num_rows)
-    return daft.from_arrow(pa.Table.from_batches(batches, schema=frame.schema().to_pyarrow_schema()))
+def _build_key(loaded: LoadedSpec, seed: int, limit: int | None, chunk_size: int, options: RunOptions,
+               table: RecordTable | None) -> str:
+    """What a staged build depends on: a rerun with the same key may reuse it."""
+    parts = {"format": STAGING_FORMAT, "spec": loaded.spec_hash, "seed": seed, "limit": limit, "chunk": chunk_size,
+             "cache": options.use_cache, "input": table.fingerprint() if table is not None else None}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stage_records(perceiver: Perceiver, staging: Staging, chunk_size: int, progress: ProgressFactory,
+                   stage: Stage) -> RecordTable:
+    """Perception records of every image, one Parquet file per chunk; chunks staged before are kept."""
+    chunks = -(-perceiver.items // chunk_size)
+    done = staging.done("records")
+    todo = [i for i in range(chunks) if i not in done]
+    with progress(perceiver.label, perceiver.items, "images") as bar:
+        bar.update(sum(min(chunk_size, perceiver.items - i * chunk_size) for i in done if i < chunks))
+        for i in todo:
+            batches = []
+            for batch in perceiver.records(i * chunk_size, min((i + 1) * chunk_size, perceiver.items)).to_arrow_iter():
+                batches.append(pl.from_arrow(batch))
+                bar.update(batch.num_rows)
+            frame = pl.concat(batches) if batches else pl.DataFrame()
+            staging.write("records", i, lambda tmp: frame.write_parquet(tmp))
+    stage.counts["images"] = perceiver.items
+    return RecordTable.open(staging.root / "records", where="staged records")
+
+
+def _histograms(staging: Staging, chunks: int) -> dict[str, dict[str, np.ndarray]]:
+    """family -> cell -> kept rows per order bucket, summed over the chunks' staged counts."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for i in range(chunks):
+        path = staging.path("cells", i)
+        if not path.exists():
+            continue
+        cells = pl.read_ipc(path)
+        for (family, cell), part in cells.group_by(["family", "cell"]):
+            counts = out.setdefault(family, {}).setdefault(cell, np.zeros(balance.BUCKETS, dtype=np.int64))
+            np.add.at(counts, part["bucket"].to_numpy(), part["rows"].to_numpy())
+    return out
+
+
+def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> list[tuple[str, str]]:
+    """Sum the chunks' first-pass counts into the report; the images that could not be perceived."""
+    failures = []
+    for i in range(chunks):
+        counted = staging.read_json("counted", i)
+        report.images += counted["images"]
+        report.objects += counted["objects"]
+        for uri, reason in counted["failures"]:
+            failures.append((uri, reason))
+            report.images_failed[reason] = report.images_failed.get(reason, 0) + 1
+        for family, counts in counted["funnel"].items():
+            total = report.funnel.setdefault(family, {})
+            for step, n in counts.items():
+                total[step] = total.get(step, 0) + n
+    return failures
 
 
 def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit: int | None = None,
               echo: Callable[[str], None] = print, options: RunOptions = RunOptions(),
-              progress: ProgressFactory = no_progress) -> BuildReport:
+              progress: ProgressFactory = no_progress, chunk_size: int = DEFAULT_CHUNK_SIZE,
+              resume: bool = True) -> BuildReport:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     stages = StageTimes()
-    with stages.stage("setup"):  # finding models, compiling the plan, opening the database
-        _check_models(loaded)
-        plan = compile_spec(loaded, seed=seed, limit=limit, options=options)
-        store = Store(db)
     spec = loaded.spec
-    report = BuildReport(spec.name, loaded.spec_hash, plan.seed, Path(db), spec.output.table, stages=stages)
-
-    if isinstance(spec.perception, ModelsPerception):
-        lazy, report.models = perceive_models_cached(loaded, store, options, limit, progress, stages)
+    seed = spec.seed if seed is None else seed
+    table_name = spec.output.table
+    with stages.stage("setup"):  # finding models, compiling the judge, opening the database and the staging
+        _check_models(loaded)
+        judge = Judge(loaded, seed)
+        perceiver = perceiver_for(loaded, seed, limit, options)
+        source = spec.source
+        table = RecordTable.open(loaded.resolve(source.path)) if isinstance(source, RecordsSource) else None
+        store = Store(db)  # only once the inputs are known to be readable
+        key = _build_key(loaded, seed, limit, chunk_size, options, table)
+        if not resume:
+            Staging.open(store, table_name, spec.name, key).discard(table_name)
+        staging = Staging.open(store, table_name, spec.name, key)
+    report = BuildReport(spec.name, loaded.spec_hash, seed, Path(db), table_name, chunk_size, stages=stages)
+    if isinstance(perceiver, ModelPerceiver):
+        report.models = perceiver.stats
+    if perceiver is not None:
+        perceiver.prepare(store, progress, stages)
         with stages.stage("perceive") as stage:
-            perceived = _stream(lazy, progress, "reading perception", report.models.records)
-    else:
-        with stages.stage("perceive") as stage:
-            perceived = _stream(plan.perceived, progress, f"perceiving ({spec.source.kind})", plan.images)
-    records = perceived.select("image_uri", "error", "objects").to_arrow()
-    stage.counts["images"] = report.images = records.num_rows
-    errors = records.column("error").drop_null()
-    report.images_failed = {d["values"]: int(d["counts"]) for d in pc.value_counts(errors).to_pylist()}
-    failures = [(r["image_uri"], r["error"]) for r in records.filter(pc.is_valid(records.column("error"))).to_pylist()]
-    report.objects = int(pc.sum(pc.list_value_length(records.column("objects"))).as_py() or 0)
+            table = _stage_records(perceiver, staging, chunk_size, progress, stage)
+    assert table is not None
+    if limit is not None and table.rows > limit:
+        table = RecordTable(table.paths, table.lance, limit)
 
-    echo("relating, verifying and phrasing candidates ...")
-    with stages.stage("judge") as stage:
-        judged = plan.judged(perceived).collect()
-        counted = {(row["family"], row["reject"] or "kept"): row["pairs"] for row in plan.funnel(judged).to_pylist()}
-        for family in spec.families:
-            steps = plan.rule_names(family) + ["kept"]
-            report.funnel[family.name] = {step: counted.get((family.name, step), 0) for step in steps}
-        qa = plan.qa(judged).to_arrow()
+    plan = ChunkPlan(loaded, seed, table, chunk_size, Path(db), table_name, staging.root)
+    chunks = report.chunks = plan.chunks
+    report.resumed = (len(staging.done("counted") & set(range(chunks))), len(staging.done("written") & set(range(chunks))))
+
+    echo(f"judging {table.rows} images in {chunks} chunks ...")
+    workers = judge_workers()
+    with stages.stage("count") as stage:
+        duplicates_file = staging.root / "duplicates.npy"
+        if not duplicates_file.exists():  # images met twice are judged once: their later rows are skipped
+            duplicates = table.duplicates(chunk_size)
+            staging.save_array("duplicates.npy", lambda tmp: np.save(tmp.open("wb"), duplicates))
+        report.duplicates = int(np.load(duplicates_file).size)
+        todo = [i for i in range(chunks) if i not in staging.done("counted")]
+        run_pass(plan, COUNT, todo, workers, progress, f"judging, pass 1 of 2: counting ({chunks} chunks)")
+        failures = _aggregate(staging, chunks, report)
+        stage.counts["images"] = report.images
         stage.counts["candidates"] = sum(sum(c.values()) for c in report.funnel.values())
-        stage.counts["QA"] = report.qa_rows = qa.num_rows
+    limits = balance.limits(_histograms(staging, chunks), judge.modes)
+    for family in judge.families:
+        counts = report.funnel.setdefault(family.name, {})
+        verified = counts.pop("kept", 0)
+        if family.mode is not None:
+            counts[balance.BALANCE_RULE] = limits.dropped(family.name)
+        counts["kept"] = verified - counts.get(balance.BALANCE_RULE, 0)
+        report.funnel[family.name] = {step: counts.get(step, 0) for step in family.steps() + ["kept"]}
+    for family, (cell, rows) in limits.single_cell().items():
+        report.warnings.append(f"family {family}: all {rows} kept answers fall in one answer cell ({cell!r}); "
+                               f"dropped, since a family with one answer teaches a constant")
 
-    echo(f"writing {qa.num_rows} QA rows to {db} ...")
     with stages.stage("write") as stage:
-        report.write = store.write_qa(qa, spec.name, loaded.spec_hash, spec.output.table)
-        store.maintain(spec.output.table)
-        stage.counts["QA"] = qa.num_rows
+        store.table(table_name, QA_SCHEMA)  # created (empty) here, once, before workers write its data files
+        plan = ChunkPlan(loaded, seed, table, chunk_size, Path(db), table_name, staging.root, limits.to_json())
+        todo = [i for i in range(chunks) if i not in staging.done("written")]
+        run_pass(plan, WRITE, todo, workers, progress, f"judging, pass 2 of 2: phrasing and writing ({chunks} chunks)")
+        if chunks not in staging.done("written"):  # the boundary rows of over-full cells, decided together
+            edges = [pl.read_ipc(staging.path("boundary", i)) for i in sorted(staging.done("boundary"))]
+            taken = balance.resolve_boundary(pl.concat(edges), limits) if edges else None
+            rows = Judge.to_qa(taken) if taken is not None else None
+            fragments = store.stage_rows(table_name, rows) if rows is not None else []
+            staging.write_json("written", chunks, {"rows": rows.num_rows if rows is not None else 0, "fragments": fragments})
+        report.qa_rows = sum(staging.read_json("written", i)["rows"] for i in range(chunks + 1))
+        stage.counts["QA"] = report.qa_rows
+
+    echo(f"committing {report.qa_rows} QA rows to {db} ...")
+    with stages.stage("commit") as stage:
+        fragments = staging.fragments()
+        planned = staging.root / "commit.json"  # written before the commit: a rerun after it reports the same
+        if not (planned.exists() and store.committed(table_name, fragments)):
+            planned.write_text(json.dumps(store.planned_write(table_name, spec.name, loaded.spec_hash, fragments).__dict__))
+            store.commit_rows(table_name, spec.name, fragments)
+        report.write = WriteResult(**json.loads(planned.read_text()))
+        store.maintain(table_name)
+        stage.counts["QA"] = report.qa_rows
     report.seconds = time.perf_counter() - clock
-    build_id = hashlib.sha256(f"{loaded.spec_hash}/{plan.seed}/{started.isoformat()}".encode()).hexdigest()[:16]
+    build_id = hashlib.sha256(f"{loaded.spec_hash}/{seed}/{started.isoformat()}".encode()).hexdigest()[:16]
     store.record_errors(failures, spec.name, build_id)
     store.record_build({
         "build_id": build_id, "spec_name": spec.name, "spec_hash": loaded.spec_hash, "spec_path": str(loaded.path),
-        "seed": plan.seed, "started_at": started.isoformat(), "seconds": report.seconds, "images": report.images,
+        "seed": seed, "started_at": started.isoformat(), "seconds": report.seconds, "images": report.images,
         "images_failed": sum(report.images_failed.values()), "qa_rows": report.qa_rows,
-        "qa_inserted": report.write.inserted, "funnel": report.funnel,
+        "qa_inserted": report.write.rows, "funnel": report.funnel,
     })
+    staging.finish()
     return report

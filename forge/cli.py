@@ -13,6 +13,7 @@ from typing import Iterator
 import click
 
 from forge.errors import ForgeError, SpecError
+from forge.judge import DEFAULT_CHUNK_SIZE
 
 USER_ERROR = 2
 
@@ -89,6 +90,12 @@ def validate(specs: tuple[Path, ...]) -> None:
         raise SpecError(problems)
 
 
+CHUNK_OPT = click.option(
+    "--chunk-size", type=click.IntRange(1, 10_000_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
+    help="Images judged together. Memory follows it (about 1 GiB at the default with every family), not the "
+         "number of images; the table is the same whatever it is. An interrupted build resumes chunk by chunk.")
+
+
 @main.command()
 @SPEC_ARG
 @SEED_OPT
@@ -96,23 +103,33 @@ def validate(specs: tuple[Path, ...]) -> None:
 @DEVICE_OPT
 @BATCH_OPT
 @CONCURRENCY_OPT
+@CHUNK_OPT
 @_user_errors
 def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_size: int | None,
-            concurrency: int | None) -> None:
-    """Print the optimized Daft plan SPEC compiles to, without running it.
+            concurrency: int | None, chunk_size: int) -> None:
+    """Print what SPEC compiles to, without running it: the perception plan (Daft) and what
+    judging does to each chunk of images (Polars), family by family.
 
     For model perception this is the cold-cache plan; a build runs models only for images
     missing from the perception cache.
     """
+    from forge.judge.chunk import Judge
     from forge.perception.models import RunOptions
-    from forge.plan import compile_spec
+    from forge.perception.sources import perceiver_for
     from forge.spec.load import load_spec
 
-    plan = compile_spec(load_spec(spec), seed=seed, limit=limit,
-                        options=RunOptions(device, batch_size, concurrency=concurrency))
-    buffer = io.StringIO()
-    plan.qa(plan.judged()).explain(show_all=True, file=buffer)
-    click.echo(buffer.getvalue())
+    loaded = load_spec(spec)
+    seed = loaded.spec.seed if seed is None else seed
+    perceiver = perceiver_for(loaded, seed, limit, RunOptions(device, batch_size, concurrency=concurrency))
+    if perceiver is None:
+        click.echo(f"== Perception: records read from {loaded.resolve(loaded.spec.source.path)} ==")
+    else:
+        buffer = io.StringIO()
+        perceiver.plan().explain(show_all=True, file=buffer)
+        click.echo(f"== Perception: Daft plan ==\n{buffer.getvalue()}")
+    click.echo("== Judging ==")
+    for line in Judge(loaded, seed).describe(chunk_size):
+        click.echo(line)
 
 
 @main.command()
@@ -128,17 +145,22 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
 @click.option("--runner", type=click.Choice(["native", "ray"]), default="native", show_default=True,
               help="native: Daft's local engine on this machine. ray: the same plan on Daft's Ray runner, "
                    "a local Ray on this machine's cores unless --address names a cluster.")
+@CHUNK_OPT
+@click.option("--no-resume", is_flag=True,
+              help="Start over instead of reusing the chunks an interrupted run of the same build finished.")
 @click.option("--address", default=None, metavar="ADDR",
               help="Ray cluster to run on with --runner ray: `auto` (the cluster this machine belongs to), "
                    "HOST:6379, or ray://HOST:10001. On several nodes put --db on a filesystem every node mounts "
                    "(workers read the perception cache from it).")
 @_user_errors
 def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str, batch_size: int | None,
-          no_cache: bool, concurrency: int | None, runner: str, address: str | None) -> None:
-    """Run SPEC: perceive images, relate and verify object pairs, write QA rows to --db.
+          no_cache: bool, concurrency: int | None, runner: str, address: str | None, chunk_size: int,
+          no_resume: bool) -> None:
+    """Run SPEC: perceive images, relate and verify objects, write QA rows to --db.
 
-    Rebuilding is safe: rows already in the table are not added twice, and rows from an
-    older version of the same spec are replaced.
+    Images flow through judging a chunk at a time and the rows become visible in one commit at
+    the end, replacing the spec's previous build (readers see the old build or the new one, never a
+    mix). A build that dies resumes: run the same command again.
     """
     from forge.build import run_build
     from forge.perception.models import RunOptions
@@ -154,7 +176,7 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
     options = RunOptions(device=model_device(device, runner), batch_size=batch_size, use_cache=not no_cache,
                          concurrency=concurrency)
     report = run_build(loaded, db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True),
-                       options=options, progress=_progress_bar)
+                       options=options, progress=_progress_bar, chunk_size=chunk_size, resume=not no_resume)
     for line in report.lines():
         click.echo(line)
 

@@ -59,3 +59,13 @@ def model_device(device: str, runner: str) -> str:
     import ray
 
     return "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+
+
+def judge_workers() -> int:
+    """Chunks judged at once: one on the native runner, in this process (Polars uses every core
+    inside a chunk); on Ray one per two CPUs of the cluster."""
+    if daft.get_or_infer_runner_type() != "ray":
+        return 1
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 2) // 2))

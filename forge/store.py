@@ -1,8 +1,10 @@
-"""The LanceDB database a build writes: the `qa` table and the `builds` log.
+"""The LanceDB database a build writes: the `qa` table, the `builds` log, `errors`; and the one
+owner of the QA record's schema.
 
-Rebuilding never duplicates rows: QA rows are merged on `qa_id`, and rows from an older
-version of the same spec (same `spec_name`, other `spec_hash`) are removed, so the table
-always holds one version of each spec's questions.
+A build writes its rows as Lance data files while it runs (`stage_rows`), invisible to readers,
+and makes them visible in one commit at the end (`commit_rows`) that also removes the rows of
+the spec's previous build, so the table holds exactly one build of each spec and a reader sees
+either the old build or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import lance
 import lancedb
 import pyarrow as pa
+from lance.fragment import FragmentMetadata, write_fragments
 from lancedb.index import Bitmap, BTree
 
 from forge.errors import ForgeError
@@ -70,14 +74,22 @@ ERRORS_SCHEMA = pa.schema(
 # the columns people filter by: bitmaps for few distinct values, B-trees for many or for ranges
 QA_INDEXES = {"family": Bitmap, "answer_type": Bitmap, "spec_name": Bitmap, "depth_kind": Bitmap,
               "qa_id": BTree, "image_id": BTree, "answer": BTree, "margin": BTree}
-COMPACT_SMALL_FRAGMENTS = 8
+COMPACT_SMALL_FRAGMENTS = 8  # compact once this many fragments of fewer than SMALL_FRAGMENT_ROWS pile up
+SMALL_FRAGMENT_ROWS = 10_000  # a chunk of a big build writes far more: its fragments are never rewritten
+
+
+ROWS_PER_FILE = 1 << 20
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    inserted: int
-    already_present: int
-    stale_removed: int
+    rows: int  # rows of this build, now in the table
+    replaced: int  # rows of earlier builds of the spec that it replaced
+    stale: int  # of those, rows of an older version of the spec (another spec hash)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 class Store:
@@ -98,36 +110,76 @@ class Store:
             return table
         return self.db.create_table(name, schema=schema)
 
-    def write_qa(self, rows: pa.Table, spec_name: str, spec_hash: str, table_name: str = "qa") -> WriteResult:
-        """Insert new rows and drop the spec's older-version rows in one commit.
+    def stage_rows(self, table_name: str, rows: pa.Table) -> list[dict]:
+        """Write rows as data files of the (existing) table without committing them; their fragment metadata."""
+        if not rows.num_rows:
+            return []
+        fragments = write_fragments(rows.cast(QA_SCHEMA), self.path / f"{table_name}.lance", schema=QA_SCHEMA,
+                                    max_rows_per_file=ROWS_PER_FILE)
+        return [fragment.to_json() for fragment in fragments]
 
-        A build killed before this commit leaves the previous table untouched; readers never see
-        a half-written build. Rows already present (same qa_id) are left as they are.
-        """
-        rows = rows.cast(QA_SCHEMA).sort_by("qa_id")
-        table = self.table(table_name, QA_SCHEMA)
-        stale_filter = f"spec_name = '{spec_name}' AND spec_hash != '{spec_hash}'"
-        stale = table.count_rows(stale_filter)
-        before = table.count_rows()
-        merge = table.merge_insert("qa_id").when_not_matched_insert_all()
-        if stale:
-            merge = merge.when_not_matched_by_source_delete(stale_filter)
-        if rows.num_rows or stale:
-            merge.execute(rows)
-        inserted = table.count_rows() - before + stale
-        return WriteResult(inserted=inserted, already_present=rows.num_rows - inserted, stale_removed=stale)
+    def discard_rows(self, table_name: str, fragments: list[dict]) -> None:
+        """Delete staged data files that were never committed (an abandoned build's)."""
+        uri = self.path / f"{table_name}.lance"
+        if not uri.exists():
+            return
+        committed = {f.path for fragment in lance.dataset(uri).get_fragments() for f in fragment.data_files()}
+        for fragment in fragments:
+            for data in FragmentMetadata.from_json(json.dumps(fragment)).files:
+                if data.path not in committed:
+                    (uri / "data" / data.path).unlink(missing_ok=True)
+
+    def committed(self, table_name: str, fragments: list[dict]) -> bool:
+        """Whether staged rows are in the table already (a build that died right after its commit)."""
+        uri = self.path / f"{table_name}.lance"
+        if not fragments or not uri.exists():
+            return False
+        staged = {data.path for f in fragments for data in FragmentMetadata.from_json(json.dumps(f)).files}
+        return any({d.path for d in fragment.data_files()} <= staged for fragment in lance.dataset(uri).get_fragments())
+
+    def planned_write(self, table_name: str, spec_name: str, spec_hash: str, fragments: list[dict]) -> WriteResult:
+        """What committing staged rows will do: rows added, the spec's earlier rows replaced."""
+        self.table(table_name, QA_SCHEMA)
+        dataset = lance.dataset(self.path / f"{table_name}.lance")
+        ours = f"spec_name = {_quoted(spec_name)}"
+        replaced = dataset.count_rows(ours)
+        stale = dataset.count_rows(f"{ours} AND spec_hash != {_quoted(spec_hash)}") if replaced else 0
+        rows = sum(FragmentMetadata.from_json(json.dumps(f)).physical_rows for f in fragments)
+        return WriteResult(rows=rows, replaced=replaced, stale=stale)
+
+    def commit_rows(self, table_name: str, spec_name: str, fragments: list[dict]) -> None:
+        """Make staged rows visible and remove the spec's earlier rows, in one Lance commit."""
+        self.table(table_name, QA_SCHEMA)
+        uri = self.path / f"{table_name}.lance"
+        dataset = lance.dataset(uri)
+        removed, updated = [], []
+        for fragment in dataset.get_fragments():
+            kept = fragment.delete(f"spec_name = {_quoted(spec_name)}")  # a deletion file, invisible until the commit
+            if kept is None:
+                removed.append(fragment.fragment_id)
+            elif kept != fragment.metadata:
+                updated.append(kept)
+        new = [FragmentMetadata.from_json(json.dumps(f)) for f in fragments]
+        operation = lance.LanceOperation.Update(removed_fragment_ids=removed, updated_fragments=updated, new_fragments=new)
+        lance.LanceDataset.commit(uri, operation, read_version=dataset.version)
 
     def maintain(self, table_name: str = "qa") -> None:
-        """Create missing scalar indexes; index new rows and compact once small fragments pile up."""
+        """Create missing scalar indexes and index new rows; compact only once small fragments pile up.
+
+        A big build writes fragments of a chunk's rows each, which need no compaction; rewriting them
+        would cost as much as writing them.
+        """
         table = self.db.open_table(table_name)
         indexed = {index.columns[0] for index in table.list_indices()}
         for column, kind in QA_INDEXES.items():
             if column not in indexed:
                 table.create_index(column, config=kind())
-        stats = table.stats()
-        unindexed = any(index.num_unindexed_rows for index in table.list_indices())
-        if unindexed or stats["fragment_stats"]["num_small_fragments"] >= COMPACT_SMALL_FRAGMENTS:
+        small = sum(1 for f in lance.dataset(self.path / f"{table_name}.lance").get_fragments()
+                    if f.metadata.physical_rows < SMALL_FRAGMENT_ROWS)
+        if small >= COMPACT_SMALL_FRAGMENTS:
             table.optimize()
+        elif any(index.num_unindexed_rows for index in table.list_indices()):
+            lance.dataset(self.path / f"{table_name}.lance").optimize.optimize_indices()
 
     def record_errors(self, failures: list[tuple[str, str]], spec_name: str, build_id: str) -> None:
         """Remember skipped images and why (one row per image and spec; a rebuild updates it)."""

@@ -1,53 +1,83 @@
-"""Answer, option-position and template balance: seeded rejection caps every cell at max_ratio x the runner-up."""
+"""Answer, option-position and template balance: seeded rejection caps every cell at max_ratio x the
+runner-up, exactly and whatever the chunking, in two passes that never hold the rows."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
 
-import daft
+import numpy as np
+import polars as pl
 import pytest
 import yaml
 
-from conftest import REPO, read_table, write_spec
-from forge.balance import BALANCE_RULE, balance
+from conftest import REPO, demo_dict, read_table, write_spec
 from forge.build import run_build
+from forge.judge import balance
 from forge.spec.load import load_spec
 
 
-def _frame(positions: list[int], family: str = "f") -> daft.DataFrame:
-    n = len(positions)
-    return daft.from_pydict({
-        "qa_id": [f"q{i}" for i in range(n)], "family": [family] * n, "reject": [None] * n,
-        "answer": [["x", "y", "z"][p] for p in positions], "choices": [["x", "y", "z"]] * n,
-    }).with_column("reject", daft.col("reject").cast("string"))
+def _balanced(cells: list[str], chunks: int = 1, seed: int = 3, ratio: float = 1.1) -> tuple[set[int], balance.Limits]:
+    """Row ids kept by the two-pass balance of one family's rows split into `chunks` chunks."""
+    frame = pl.DataFrame({"key": np.arange(len(cells), dtype=np.uint64), "i": np.arange(len(cells)),
+                          "pick": np.zeros(len(cells), dtype=np.int64), "cell": cells})
+    frame = balance.add_order(frame, [pl.col("i")], "f", seed).with_columns(
+        qa_id=pl.col("i").cast(pl.String), family=pl.lit("f"))
+    parts = [frame[int(p[0]):int(p[-1]) + 1] for p in np.array_split(np.arange(frame.height), chunks) if p.size]
+    histograms: dict[str, np.ndarray] = {}
+    for part in parts:  # pass 1: counts only
+        for row in balance.histogram(part).iter_rows(named=True):
+            histograms.setdefault(row["cell"], np.zeros(balance.BUCKETS, dtype=np.int64))[row["bucket"]] += row["rows"]
+    limits = balance.limits({"f": histograms}, {"f": balance.Mode("position", ratio)})
+    kept, edges = set(), []
+    for part in parts:  # pass 2: keep below the limits, set the boundary aside
+        sure, edge = balance.split_kept(part, "f", limits)
+        kept |= set(sure["i"].to_list())
+        edges.append(edge)
+    kept |= set(balance.resolve_boundary(pl.concat(edges), limits)["i"].to_list())
+    return kept, limits
 
 
-@pytest.mark.parametrize("by", ["position", "answer"])
-def test_surplus_rows_are_rejected_down_to_the_cap(by):
-    frame = _frame([0] * 80 + [1] * 20 + [2] * 5)
-    rows = balance(frame, {"f": (by, 1.1)}, seed=3).to_pylist()
-    kept = Counter(r["answer"] for r in rows if r["reject"] is None)
-    assert kept == {"x": 22, "y": 20, "z": 5}
-    assert sum(r["reject"] == BALANCE_RULE for r in rows) == 58
-    assert len(rows) == 105
+def test_surplus_rows_are_rejected_down_to_the_cap():
+    cells = ["x"] * 80 + ["y"] * 20 + ["z"] * 5
+    kept, limits = _balanced(cells)
+    assert Counter(cells[i] for i in kept) == {"x": 22, "y": 20, "z": 5}
+    assert limits.dropped("f") == 58 and limits.caps == {"f": 22}
+
+
+def test_an_over_full_cell_keeps_exactly_its_cap_across_a_shared_bucket():
+    # 300,000 rows in 65,536 buckets: the cap falls inside a bucket holding several rows
+    cells = ["yes"] * 300_000 + ["no"] * 100_000
+    kept, limits = _balanced(cells, chunks=9)
+    counts = Counter(cells[i] for i in kept)
+    assert counts == {"yes": 110_000, "no": 100_000}
+    [limit] = limits.cells["f"].values()
+    assert limit.take > 0  # the boundary bucket was split, not dropped whole
+
+
+def test_the_kept_rows_do_not_depend_on_the_chunking():
+    cells = list(np.random.default_rng(1).choice(["a", "b", "c"], 5000, p=[0.6, 0.3, 0.1]))
+    one, _ = _balanced(cells, chunks=1)
+    assert _balanced(cells, chunks=13)[0] == one == _balanced(cells, chunks=500)[0]
 
 
 def test_balance_is_seeded():
-    frame = _frame([0] * 50 + [1] * 10)
-    kept = {s: {r["qa_id"] for r in balance(frame, {"f": ("position", 1.0)}, seed=s).to_pylist() if r["reject"] is None}
-            for s in (1, 1, 2)}
-    again = {r["qa_id"] for r in balance(frame, {"f": ("position", 1.0)}, seed=1).to_pylist() if r["reject"] is None}
-    assert kept[1] == again and kept[1] != kept[2] and len(kept[1]) == 20
+    cells = ["x"] * 50 + ["y"] * 10
+    first, again, other = (_balanced(cells, seed=s, ratio=1.0)[0] for s in (1, 1, 2))
+    assert first == again and first != other and len(first) == 20
 
 
-def test_rows_already_rejected_and_other_families_are_untouched():
-    frame = _frame([0] * 30 + [1] * 10).concat(_frame([0] * 30, family="g"))
-    already = (daft.col("qa_id") == "q0") & (daft.col("family") == "f")
-    frame = frame.with_column("reject", daft.functions.when(already, daft.lit("min_margin")).otherwise(daft.col("reject")))
-    rows = balance(frame, {"f": ("position", 1.0)}, seed=0).to_pylist()
-    assert sum(1 for r in rows if r["family"] == "g" and r["reject"] is None) == 30
-    assert Counter(r["reject"] for r in rows if r["family"] == "f") == {None: 20, BALANCE_RULE: 19, "min_margin": 1}
+def test_a_family_with_one_answer_cell_is_dropped_and_reported(tmp_path):
+    spec = demo_dict(images=40)
+    spec["families"] = [dict(spec["families"][1], name="always_yes",
+                             relation={"holds": "a_depth > 0", "margin": "1.0"}, min_margin=0.5)]
+    report = run_build(load_spec(write_spec(tmp_path, spec)), tmp_path / "db", echo=lambda _: None)
+    counts = report.funnel["always_yes"]
+    assert counts["kept"] == 0 and counts["balance"] > 100
+    [warning] = report.warnings
+    assert warning.startswith(f"family always_yes: all {counts['balance']} kept answers fall in one answer cell ('0')")
+    assert "warning: family always_yes" in "\n".join(report.lines())
+    assert read_table(tmp_path / "db").num_rows == 0
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ def test_help_explains_every_option(command):
     result = CliRunner().invoke(main, command + ["--help"])
     assert result.exit_code == 0
     if command == ["build"]:
-        for option in ("--db", "--limit", "--seed"):
+        for option in ("--db", "--limit", "--seed", "--chunk-size", "--no-resume"):
             assert option in result.output
         assert "forge.lancedb" in result.output
+        assert "default: 20000" in result.output  # the chunk size's default is documented
 
 
 def test_every_shipped_spec_validates():
@@ -29,8 +30,10 @@ def test_every_shipped_spec_validates():
 
 
 @pytest.mark.parametrize("spec, operators", [
-    ("demo.yaml", ["RenderSynthetic", "Explode", "Join", "label_count"]),
-    ("depth_order.yaml", ["IdentifyImages", "PrepareImages", "EstimateDepth", "DetectObjects", "ModelRecord", "Explode", "Join"]),
+    ("demo.yaml", ["RenderSynthetic", "== Judging ==", 'unique_labels: keep [(col("label_count")) == (dyn int: 1)]',
+                   "family depth_order: tuples of 2 objects (a, b)", "rule min_margin: keep [(col(\"margin\")) >= (dyn float: 0.15)]"]),
+    ("depth_order.yaml", ["IdentifyImages", "PrepareImages", "EstimateDepth", "DetectObjects", "ModelRecord",
+                          "family depth_order", "balanced by position"]),
 ])
 def test_explain_prints_plan_without_running(tmp_path, spec, operators, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -62,8 +62,8 @@ def _kill_at(spec: Path, db: Path, marker: str, delay: float) -> None:
 
 @pytest.mark.parametrize("marker, delay", [
     ("running depth + grounding", 0.8),  # models half-way through the images
-    ("relating, verifying", 0.0),  # perception done, nothing written yet
-    ("writing", 0.0),  # while the QA rows are written
+    ("judging", 0.0),  # perception staged, nothing judged yet
+    ("committing", 0.0),  # every chunk's rows written as data files, the commit under way
 ])
 def test_killed_build_leaves_a_consistent_db_and_resumes(workspace, tmp_path, marker, delay):
     root, spec, reference = workspace
@@ -91,7 +91,7 @@ def test_readers_see_the_previous_version_while_a_rebuild_runs(workspace, tmp_pa
     edited = yaml.safe_load(spec.read_text())
     edited["families"][0]["questions"][0]["templates"][0] = "Which one is nearer, the {a} or the {b}?"
     new_spec = write_spec(root, edited, name="edited.yaml")  # beside photos/, which the spec names
-    _kill_at(new_spec, db, "writing", 0.0)
+    _kill_at(new_spec, db, "committing", 0.0)
     assert read_table(db).equals(reference)  # the interrupted rebuild changed nothing
     assert _run(new_spec, db).returncode == 0
     table = read_table(db)

@@ -243,18 +243,19 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
     progress = RecordingProgress()
     report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)
     bars = {bar["label"]: bar for bar in progress.bars}
-    assert list(bars) == ["identifying", "running depth + grounding", "reading perception"]
-    assert [bar["total"] for bar in bars.values()] == [6, 6, 6]
-    assert [sum(bar["updates"]) for bar in bars.values()] == [6, 6, 6]
+    judging = ["judging, pass 1 of 2: counting (1 chunks)", "judging, pass 2 of 2: phrasing and writing (1 chunks)"]
+    assert list(bars) == ["identifying", "running depth + grounding", "reading perception", *judging]
+    assert [bar["total"] for bar in bars.values()] == [6, 6, 6, 6, 6]
+    assert [sum(bar["updates"]) for bar in bars.values()] == [6, 6, 6, 6, 6]
     assert len(bars["running depth + grounding"]["updates"]) >= 2  # batch_size 4: two batches as they finish
     assert {s.name: s.counts for s in report.stages.stages} == {
         "setup": {}, "identify": {"images": 6}, "models": {"images": 6}, "perceive": {"images": 6},
-        "judge": {"candidates": sum(sum(f.values()) for f in report.funnel.values()), "QA": report.qa_rows},
-        "write": {"QA": report.qa_rows}}
+        "count": {"images": 6, "candidates": sum(sum(f.values()) for f in report.funnel.values())},
+        "write": {"QA": report.qa_rows}, "commit": {"QA": report.qa_rows}}
 
     progress = RecordingProgress()
     report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)
-    assert [bar["label"] for bar in progress.bars] == ["identifying", "reading perception"]  # all cached
+    assert [bar["label"] for bar in progress.bars] == ["identifying", "reading perception", *judging]  # all cached
     assert report.stages.get("models").counts == {"images": 0}
 
 

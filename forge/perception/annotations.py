@@ -15,8 +15,7 @@ from daft import DataFrame, DataType, col
 from PIL import Image
 
 from forge.errors import ForgeError
-from forge.perception.depth_stats import depth_spread, object_depth
-from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, failed
+from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, failed, image_record, object_record
 from forge.spec.schema import AnnotationsSource
 from udfs.images import content_id
 
@@ -109,22 +108,14 @@ class ReadAnnotated:
         for i, ann in enumerate(annotations):
             x, y, w, h = ann["bbox"]
             box = (max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0))
-            objects.append({"idx": i, "label": ann["label"], "score": ann["score"], "x1": box[0], "y1": box[1],
-                            "x2": box[2], "y2": box[3], "depth": object_depth(depth, box, self.percentile),
-                            "depth_check": None, "flip_depth": None, "flip_cx": None, "depth_spread": depth_spread(depth, box)})
-        return {"image_id": content_id(data), "image_uri": uri, "width": width, "height": height,
-                "depth_kind": self.source.depth_kind, "perception": "annotations", "error": None, "objects": objects}
+            objects.append(object_record(i, ann["label"], ann["score"], box, depth, self.percentile))
+        return image_record(content_id(data), uri, width, height, self.source.depth_kind, "annotations", objects)
 
 
-def perceive_annotations(source: AnnotationsSource, base_dir: Path, depth_percentile: float,
-                         limit: int | None) -> tuple[DataFrame, int]:
-    records = read_instances((base_dir / source.instances).resolve())
-    if limit is not None:
-        records = records[:limit]
-    if not records:
-        raise ForgeError(f"{base_dir / source.instances}: lists no images; add entries to `images`")
+def perceive_annotations(source: AnnotationsSource, base_dir: Path, depth_percentile: float, records: list[dict]) -> DataFrame:
+    """Records of the annotated images `records` (entries of `read_instances`)."""
     reader = ReadAnnotated(source, (base_dir / source.images).resolve(), (base_dir / source.depth).resolve(), depth_percentile)
     df = daft.from_pylist(records).into_batches(STREAM_BATCH)
     df = df.with_column("annotations", col("annotations").cast(_ANNOTATION_TYPE))
     perceived = reader(col("file_name"), col("width").cast("int64"), col("height").cast("int64"), col("annotations"))
-    return df.select(perceived.alias("perceived")).select(col("perceived").unnest()), len(records)
+    return df.select(perceived.alias("perceived")).select(col("perceived").unnest())

@@ -13,7 +13,7 @@ import pyarrow as pa
 from daft import DataFrame, col
 
 from forge.perception.cache import DEPTH_TABLE, DETECTIONS_TABLE, PerceptionCache
-from forge.perception.models import (DETECTION_TASKS, RunOptions, depth_columns, identify, list_images,
+from forge.perception.models import (DETECTION_TASKS, RunOptions, cold_plan, depth_columns, identify, list_images,
                                      perception_label, records, run_models, task_cache_key, task_models)
 from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.progress import ProgressFactory, StageTimes, no_progress
@@ -36,85 +36,111 @@ class ModelRunStats:
     cached: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-    records: int = 0  # perception records read back: one per distinct image plus one per unreadable file
+    records: int = 0  # perception records: one per distinct readable image plus one per unreadable file
 
     def line(self) -> str:
         parts = [f"{TASK_NAMES[t]}: {self.run[t]} run, {self.cached[t]} cached" for t in self.run]
         return "; ".join(parts) + f"; {self.duplicates} duplicate images"
 
 
-def perceive_models_cached(loaded: LoadedSpec, store: Store, options: RunOptions, limit: int | None,
-                           progress: ProgressFactory = no_progress,
-                           stages: StageTimes | None = None) -> tuple[DataFrame, ModelRunStats]:
-    """The perception records of the spec's images, running models only where the cache has nothing.
+class ModelPerceiver:
+    """Model perception of a build: `prepare` identifies the images and runs the models where the
+    cache has nothing; `records` then reads the perception records of a range of them back from
+    the cache (the images in file order, then one record per image that could not be read)."""
 
-    Times the `identify` and `models` stages into `stages` and shows a progress bar per model run.
-    """
-    spec = loaded.spec
-    assert isinstance(spec.source, (ImagesSource, UrlsSource)) and isinstance(spec.perception, ModelsPerception)
-    perception = spec.perception
-    stats = ModelRunStats()
-    stages = stages if stages is not None else StageTimes()
-    files = list_images(spec.source, loaded.base_dir)[:limit]
-    with stages.stage("identify") as stage, progress("identifying", len(files), "images") as bar:
-        ids = []
-        for batch in identify(files).to_arrow_iter():
-            ids.extend(batch.to_pylist())
-            bar.update(batch.num_rows)
-        stage.counts["images"] = len(ids)
-    unique: dict[str, dict] = {}
-    for row in ids:
-        if row["error"] is not None:
-            stats.failures.append((row["path"], row["error"]))
-        elif row["image_id"] in unique:
-            stats.duplicates += 1  # same bytes at another path: perceive and ask about it once
-        else:
-            unique[row["image_id"]] = row
-    stats.records = len(unique) + len(stats.failures)  # one that fails to decode later leaves the cache join for the failures
+    def __init__(self, loaded: LoadedSpec, options: RunOptions, limit: int | None):
+        spec = loaded.spec
+        assert isinstance(spec.source, (ImagesSource, UrlsSource)) and isinstance(spec.perception, ModelsPerception)
+        self.loaded, self.options = loaded, options
+        self.store: Store | None = None  # the perception cache's database, from `prepare`
+        self.perception = spec.perception
+        self.files = list_images(spec.source, loaded.base_dir)[:limit]
+        self.stats = ModelRunStats()
+        self.images: list[dict] = []
+        self.keys = {task: task_cache_key(task, model) for task, model in task_models(self.perception).items()}
+        self.label = "reading perception"
 
-    cache = PerceptionCache(store)
-    tasks = task_models(perception)
-    keys = {task: task_cache_key(task, spec) for task, spec in tasks.items()}
-    have = {task: cache.cached_ids(TABLES[task], key) if options.use_cache else set() for task, key in keys.items()}
-    groups: dict[tuple[str, ...], list[dict]] = {}
-    for image_id, row in unique.items():
-        need = tuple(task for task in tasks if image_id not in have[task])
-        if need:
-            groups.setdefault(need, []).append({k: row[k] for k in ("path", "image_id", "width", "height")})
-    for task in tasks:
-        stats.cached[task] = sum(1 for i in unique if i in have[task])
-        stats.run[task] = 0
+    @property
+    def items(self) -> int:
+        return self.stats.records
 
-    with stages.stage("models") as stage:
-        for need, rows in sorted(groups.items()):
-            with progress(f"running {' + '.join(need)}", len(rows), "images") as bar:
-                outputs = run_models(daft.from_pylist(rows), perception, options, set(need))
-                for batch in outputs.to_arrow_iter():
-                    _store_batch(pa.Table.from_batches([batch]), cache, {task: keys[task] for task in need}, stats)
-                    bar.update(batch.num_rows)
-        stage.counts["images"] = sum(len(rows) for rows in groups.values())
+    def plan(self) -> DataFrame:
+        return cold_plan(self.files, self.perception, self.loaded.spec.objects.depth_percentile, self.options)
 
-    known = daft.from_pylist(list(unique.values())) if unique else None
-    label = perception_label(perception)
-    failed_rows = [failed(path, label, reason) for path, reason in stats.failures]
-    frames = []
-    if known is not None:
-        joined = known.exclude("error")
-        for task, key in keys.items():
-            cached = cache.frame(TABLES[task], key)
-            if task in DETECTION_TASKS:
-                cached = cached.select("image_id", col("detections").alias(DETECTION_TASKS[task]))
+    def prepare(self, store: Store, progress: ProgressFactory = no_progress, stages: StageTimes | None = None) -> None:
+        """Identify every image, then run each model on the images it has not seen (cached per batch).
+
+        Times the `identify` and `models` stages into `stages` and shows a progress bar per model run.
+        """
+        self.store = store
+        stats, perception = self.stats, self.perception
+        stages = stages if stages is not None else StageTimes()
+        with stages.stage("identify") as stage, progress("identifying", len(self.files), "images") as bar:
+            ids = []
+            for batch in identify(self.files).to_arrow_iter():
+                ids.extend(batch.to_pylist())
+                bar.update(batch.num_rows)
+            stage.counts["images"] = len(ids)
+        unique: dict[str, dict] = {}
+        for row in ids:
+            if row["error"] is not None:
+                stats.failures.append((row["path"], row["error"]))
+            elif row["image_id"] in unique:
+                stats.duplicates += 1  # same bytes at another path: perceive and ask about it once
             else:
-                cached = cached.select("image_id", *[col(c).alias(n) for c, n in zip(("kind", "rows", "cols", "depth"), depth_columns(task))])
-            joined = joined.join(cached, on="image_id")
-        frames.append(records(joined, perception, spec.objects.depth_percentile))
-    if failed_rows:
-        failed_frame = daft.from_pylist(failed_rows)
-        frames.append(failed_frame.select(*[col(name).cast(dtype) for name, dtype in _perceived_fields()]))
-    perceived = frames[0]
-    for frame in frames[1:]:
-        perceived = perceived.concat(frame)
-    return perceived, stats
+                unique[row["image_id"]] = row
+
+        cache = PerceptionCache(self.store)
+        tasks = task_models(perception)
+        have = {task: cache.cached_ids(TABLES[task], key) if self.options.use_cache else set()
+                for task, key in self.keys.items()}
+        groups: dict[tuple[str, ...], list[dict]] = {}
+        for image_id, row in unique.items():
+            need = tuple(task for task in tasks if image_id not in have[task])
+            if need:
+                groups.setdefault(need, []).append({k: row[k] for k in ("path", "image_id", "width", "height")})
+        for task in tasks:
+            stats.cached[task] = sum(1 for i in unique if i in have[task])
+            stats.run[task] = 0
+
+        with stages.stage("models") as stage:
+            for need, rows in sorted(groups.items()):
+                with progress(f"running {' + '.join(need)}", len(rows), "images") as bar:
+                    outputs = run_models(daft.from_pylist(rows), perception, self.options, set(need))
+                    for batch in outputs.to_arrow_iter():
+                        _store_batch(pa.Table.from_batches([batch]), cache, {task: self.keys[task] for task in need}, stats)
+                        bar.update(batch.num_rows)
+            stage.counts["images"] = sum(len(rows) for rows in groups.values())
+        undecodable = {path for path, _ in stats.failures}
+        self.images = [{k: v for k, v in row.items() if k != "error"} for row in unique.values()
+                       if row["path"] not in undecodable]
+        stats.records = len(self.images) + len(stats.failures)
+
+    def records(self, start: int, stop: int) -> DataFrame:
+        """Perception records of items [start, stop): cached model outputs turned into objects with depth."""
+        frames = []
+        images = self.images[start:stop]
+        if images:
+            joined = daft.from_pylist(images)
+            ids = [row["image_id"] for row in images]
+            cache = PerceptionCache(self.store)
+            for task, key in self.keys.items():
+                cached = cache.frame(TABLES[task], key).where(col("image_id").is_in(ids))
+                if task in DETECTION_TASKS:
+                    cached = cached.select("image_id", col("detections").alias(DETECTION_TASKS[task]))
+                else:
+                    cached = cached.select("image_id", *[col(c).alias(n) for c, n in zip(("kind", "rows", "cols", "depth"), depth_columns(task))])
+                joined = joined.join(cached, on="image_id")
+            frames.append(records(joined, self.perception, self.loaded.spec.objects.depth_percentile))
+        failures = self.stats.failures[max(0, start - len(self.images)):max(0, stop - len(self.images))]
+        if failures:
+            label = perception_label(self.perception)
+            failed_frame = daft.from_pylist([failed(path, label, reason) for path, reason in failures])
+            frames.append(failed_frame.select(*[col(name).cast(dtype) for name, dtype in _perceived_fields()]))
+        out = frames[0]
+        for frame in frames[1:]:
+            out = out.concat(frame)
+        return out
 
 
 def _perceived_fields() -> list[tuple[str, daft.DataType]]:

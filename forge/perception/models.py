@@ -27,9 +27,9 @@ from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.perception.cache import cache_key, model_fingerprint
-from forge.perception.depth_stats import depth_spread, object_depth
+from forge.perception.depth_stats import object_depth
 from forge.perception.flip import flip_views
-from forge.perception.records import PERCEIVED_TYPE
+from forge.perception.records import PERCEIVED_TYPE, image_record, object_record
 from forge.spec.schema import DepthModel as DepthSpec
 from forge.spec.schema import GroundingModel as GroundingSpec
 from forge.spec.schema import ImagesSource, ModelsPerception, UrlsSource
@@ -243,16 +243,11 @@ class ModelRecord:
             flips = flip_views([(d["label"], box(d)) for d in detections],
                                [(d["label"], box(d)) for d in flip_detections],
                                decode_depth_map(flip_depth, flip_rows, flip_cols), self.percentile)
-
-
-        objects = [{"idx": i, "label": d["label"], "score": d["score"], "x1": d["x1"], "y1": d["y1"], "x2": d["x2"],
-                    "y2": d["y2"], "depth": object_depth(depth_map, box(d), self.percentile),
-                    "depth_spread": depth_spread(depth_map, box(d)),
-                    "depth_check": object_depth(check_map, box(d), self.percentile) if check_map is not None else None,
-                    "flip_depth": flips[i][0], "flip_cx": flips[i][1]}
+        objects = [object_record(i, d["label"], d["score"], box(d), depth_map, self.percentile,
+                                 depth_check=object_depth(check_map, box(d), self.percentile) if check_map is not None else None,
+                                 flip_depth=flips[i][0], flip_cx=flips[i][1])
                    for i, d in enumerate(detections)]
-        return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": kind,
-                "perception": self.label, "error": None, "objects": objects}
+        return image_record(image_id, uri, width, height, kind, self.label, objects)
 
 
 def identify(files: list[str]) -> DataFrame:
@@ -314,11 +309,9 @@ def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: f
         col("perceived").unnest())
 
 
-def perceive_models(source: ImagesSource | UrlsSource, perception: ModelsPerception, base_dir: Path, depth_percentile: float,
-                    limit: int | None, options: RunOptions) -> tuple[DataFrame, int]:
-    """The cold-cache plan: every image through both models (what `forge explain` shows)."""
-    files = list_images(source, base_dir)[:limit]
+def cold_plan(files: list[str], perception: ModelsPerception, depth_percentile: float, options: RunOptions) -> DataFrame:
+    """Every image through every model, as if nothing were cached (what `forge explain` shows)."""
     images = identify(files)
     ok = images.where(col("error").is_null()).exclude("error")
     outputs = run_models(ok, perception, options, set(task_models(perception))).where(col("prepare_error").is_null())
-    return records(outputs, perception, depth_percentile), len(files)
+    return records(outputs, perception, depth_percentile)

@@ -7,8 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import daft
 from daft import DataFrame, col
 
-from forge.perception.depth_stats import depth_spread, object_depth
-from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH
+from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, image_record, object_record
 from forge.perception.synthetic_scene import Scene, render_scene
 from forge.spec.schema import SyntheticSource
 from udfs.images import content_id
@@ -43,24 +42,13 @@ class RenderSynthetic:
         for i, obj in enumerate(scene.objects):
             x1, y1, x2, y2 = obj.box_px
             box = (x1 / s.width, y1 / s.height, x2 / s.width, y2 / s.height)
-            objects.append({"idx": i, "label": obj.label, "score": 1.0, "x1": box[0], "y1": box[1],
-                            "x2": box[2], "y2": box[3], "depth": object_depth(scene.depth, box, self.percentile),
-                            "depth_check": None, "flip_depth": None, "flip_cx": None, "depth_spread": depth_spread(scene.depth, box)})
-        return {
-            "image_id": content_id(scene.png_bytes()),
-            "image_uri": scene_uri(s, self.seed, index),
-            "width": s.width,
-            "height": s.height,
-            "depth_kind": "metric",
-            "perception": "synthetic",
-            "error": None,
-            "objects": objects,
-        }
+            objects.append(object_record(i, obj.label, 1.0, box, scene.depth, self.percentile))
+        return image_record(content_id(scene.png_bytes()), scene_uri(s, self.seed, index), s.width, s.height,
+                            "metric", "synthetic", objects)
 
 
-def perceive_synthetic(source: SyntheticSource, seed: int, depth_percentile: float,
-                       limit: int | None) -> tuple[DataFrame, int]:
-    count = source.images if limit is None else min(limit, source.images)
+def perceive_synthetic(source: SyntheticSource, seed: int, depth_percentile: float, start: int, stop: int) -> DataFrame:
+    """Records of scenes [start, stop)."""
     render = RenderSynthetic(source, seed, depth_percentile)
-    df = daft.from_pydict({"index": list(range(count))}).into_batches(STREAM_BATCH)
-    return df.select(render(col("index")).alias("perceived")).select(col("perceived").unnest()), count
+    df = daft.from_pydict({"index": list(range(start, stop))}).into_batches(STREAM_BATCH)
+    return df.select(render(col("index")).alias("perceived")).select(col("perceived").unnest())

@@ -1,127 +1,200 @@
-"""Spec expressions: Daft SQL text over pair columns, parsed (never `eval`ed) and allow-listed.
+"""Spec expressions: SQL text over the columns of the objects a family names, parsed (never
+`eval`ed), allow-listed, type-checked and compiled to the engine that judges (Polars).
 
-Only column references to the pair schema, literals and side-effect-free scalar functions
-are accepted, so a spec cannot read files, call models or reach the network through an
-expression.
+Daft's SQL parser reads the text; a visitor walks the tree, accepting only column references to
+the family's columns, literals and side-effect-free scalar functions, so a spec cannot read files,
+call models or reach the network through an expression. The same walk infers each node's kind
+(boolean, number, text), so `a_label > 3` is refused when the spec is loaded, not at build time.
 """
 
 from __future__ import annotations
 
 import difflib
+import operator
+from dataclasses import dataclass
+from typing import Callable
 
 import daft
+import polars as pl
+import pyarrow as pa
 from daft.expressions import Expression
 from daft.expressions.visitor import ExpressionVisitor
 
-OBJECT_COLUMNS: dict[str, str] = {
-    "idx": "position of the object in its image's object list",
-    "label": "object name, e.g. 'red cube'",
-    "score": "detector confidence (1.0 for annotations without scores and synthetic data)",
-    "x1": "box left, fraction of image width",
-    "y1": "box top, fraction of image height",
-    "x2": "box right, fraction of image width",
-    "y2": "box bottom, fraction of image height",
-    "cx": "box centre x, fraction of image width",
-    "cy": "box centre y, fraction of image height",
-    "w": "box width, fraction of image width",
-    "h": "box height, fraction of image height",
-    "area": "box area, fraction of image area",
-    "depth": "front-surface depth: distance from the camera, larger = farther",
-    "depth_check": "front-surface depth from perception.depth_check (null without one)",
-    "flip_depth": "depth measured in the mirrored image (perception.flip_check; null when not found again)",
-    "flip_cx": "box centre x of the object's detection in the mirrored image (null when not found again)",
-    "depth_spread": "(p75 - p25) / p50 of depth in the box's central half: large when the depth is unreliable",
-    "truncated": "box touches the image border (true/false)",
-    "label_count": "how many objects in the image share this label",
-}
-IMAGE_COLUMNS: dict[str, str] = {
-    "width": "image width in pixels",
-    "height": "image height in pixels",
-    "fov_scale": "2·tan(horizontal field of view / 2): metres across the image per metre of depth",
-}
+from forge.judge.objects import IMAGE_COLUMNS, OBJECT_COLUMNS
+
 SIDES = "abc"
+BOOL, NUMBER, TEXT, NULL = "boolean", "number", "text", "null"
+_KIND_OF_OBJECT_COLUMN = {"label": TEXT, "truncated": BOOL}
 
 
-def columns_for(arity: int) -> frozenset[str]:
-    """Columns an expression may use in a family reading `arity` objects (a_*, b_*, c_*)."""
-    return frozenset(f"{side}_{name}" for side in SIDES[:arity] for name in OBJECT_COLUMNS) | frozenset(IMAGE_COLUMNS)
+def columns_for(arity: int) -> dict[str, str]:
+    """Columns an expression may use in a family reading `arity` objects, with their kinds."""
+    columns = {f"{side}_{name}": _KIND_OF_OBJECT_COLUMN.get(name, NUMBER)
+               for side in SIDES[:arity] for name in OBJECT_COLUMNS}
+    return columns | {name: NUMBER for name in IMAGE_COLUMNS}
 
 
-PAIR_COLUMNS = columns_for(2)
-
-ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
-    {
-        "and", "or", "not", "xor",
-        "equal", "not_equal", "less_than", "less_than_or_equal", "greater_than", "greater_than_or_equal",
-        "between", "is_null", "not_null", "is_in", "if_else", "eq_null_safe",
-        "plus", "minus", "multiply", "true_divide", "floor_divide", "modulus", "negate",
-        "abs", "sqrt", "cbrt", "exp", "ln", "log", "log2", "log10", "pow", "power", "sign", "ceil", "floor",
-        "round", "clip", "sin", "cos", "tan", "arctan", "arctan2", "arcsin", "arccos", "degrees", "radians",
-        "lower", "upper", "contains", "startswith", "endswith", "length",
-    }
-)
+def _unary(method: Callable[[pl.Expr], pl.Expr], argument: str = NUMBER, result: str = NUMBER):
+    return [argument], result, method
 
 
-class _Collector(ExpressionVisitor[None]):
-    def __init__(self) -> None:
-        self.columns: set[str] = set()
-        self.functions: set[str] = set()
+_COMPARE = {"equal": operator.eq, "not_equal": operator.ne, "less_than": operator.lt,
+            "less_than_or_equal": operator.le, "greater_than": operator.gt, "greater_than_or_equal": operator.ge,
+            "eq_null_safe": pl.Expr.eq_missing}
+_ARITHMETIC = {"plus": operator.add, "minus": operator.sub, "multiply": operator.mul, "true_divide": operator.truediv,
+               "floor_divide": operator.floordiv, "modulus": operator.mod, "pow": pl.Expr.pow, "power": pl.Expr.pow,
+               "arctan2": pl.arctan2}
+# name -> (argument kinds, result kind, build); "*" takes the kind of the arguments
+_FUNCTIONS: dict[str, tuple[list[str], str, Callable[..., pl.Expr]]] = {
+    "and": ([BOOL, BOOL], BOOL, operator.and_),
+    "or": ([BOOL, BOOL], BOOL, operator.or_),
+    "xor": ([BOOL, BOOL], BOOL, operator.xor),
+    "not": _unary(operator.invert, BOOL, BOOL),
+    "between": ([NUMBER, NUMBER, NUMBER], BOOL, lambda x, low, high: x.is_between(low, high)),
+    "is_null": _unary(pl.Expr.is_null, "*", BOOL),
+    "not_null": _unary(pl.Expr.is_not_null, "*", BOOL),
+    "if_else": ([BOOL, "*", "*"], "*", lambda test, yes, no: pl.when(test).then(yes).otherwise(no)),
+    "negate": _unary(operator.neg),
+    **{name: _unary(getattr(pl.Expr, name)) for name in (
+        "abs", "sqrt", "cbrt", "exp", "log10", "sign", "ceil", "floor", "sin", "cos", "tan", "arctan", "arcsin",
+        "arccos", "degrees", "radians")},
+    "log2": _unary(lambda x: x.log(2)),
+    "ln": _unary(pl.Expr.log),
+    "log": ([NUMBER, NUMBER], NUMBER, lambda x, base=None: x.log() if base is None else x.log(base)),
+    "round": ([NUMBER, NUMBER], NUMBER, lambda x, digits=None: x.round(0) if digits is None
+              else (x * pl.lit(10.0).pow(digits)).round(0) / pl.lit(10.0).pow(digits)),
+    "clip": ([NUMBER, NUMBER, NUMBER], NUMBER, lambda x, low, high: x.clip(low, high)),
+    "lower": _unary(lambda x: x.str.to_lowercase(), TEXT, TEXT),
+    "upper": _unary(lambda x: x.str.to_uppercase(), TEXT, TEXT),
+    "length": _unary(lambda x: x.str.len_chars(), TEXT, NUMBER),
+    "contains": ([TEXT, TEXT], BOOL, lambda x, part: x.str.contains(part, literal=True)),
+    "startswith": ([TEXT, TEXT], BOOL, lambda x, part: x.str.starts_with(part)),
+    "endswith": ([TEXT, TEXT], BOOL, lambda x, part: x.str.ends_with(part)),
+    **{name: (["*", "*"], BOOL, build) for name, build in _COMPARE.items()},
+    **{name: ([NUMBER, NUMBER], NUMBER, build) for name, build in _ARITHMETIC.items()},
+}
+ALLOWED_FUNCTIONS = frozenset(_FUNCTIONS)
+_ORDERED = {"less_than", "less_than_or_equal", "greater_than", "greater_than_or_equal"}
+_OPTIONAL_ARGUMENTS = {"log": 1, "round": 1}
 
-    def visit_col(self, name: str) -> None:
-        self.columns.add(name)
 
-    def visit_lit(self, value: object) -> None:
-        return None
+@dataclass(frozen=True)
+class Compiled:
+    """A checked expression: the Polars expression, its kind, and the columns it reads."""
 
-    def visit_alias(self, expr: Expression, alias: str) -> None:
-        self.visit(expr)
-
-    def visit_cast(self, expr: Expression, dtype: object) -> None:
-        self.visit(expr)
-
-    def visit_coalesce(self, args: list[Expression]) -> None:
-        for arg in args:
-            self.visit(arg)
-
-    def visit_function(self, name: str, args: list[Expression]) -> None:
-        self.functions.add(name)
-        for arg in args:
-            self.visit(arg)
+    expr: pl.Expr
+    kind: str
+    columns: frozenset[str]
 
 
-def _suggest(word: str, options: frozenset[str] | set[str]) -> str:
+class _ExpressionError(ValueError):
+    pass
+
+
+def _kind_of_type(dtype: pa.DataType) -> str:
+    if pa.types.is_boolean(dtype):
+        return BOOL
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return TEXT
+    return NUMBER
+
+
+def _polars_type(dtype: daft.DataType) -> pl.DataType:
+    return pl.from_arrow(pa.array([], type=dtype.to_arrow_dtype())).dtype
+
+
+class _Compiler(ExpressionVisitor[tuple[pl.Expr, str]]):
+    def __init__(self, columns: dict[str, str], text: str):
+        self.columns, self.text, self.used = columns, text, set()
+
+    def visit_col(self, name: str) -> tuple[pl.Expr, str]:
+        if name not in self.columns:
+            raise _ExpressionError(
+                f"unknown column {name!r} in {self.text!r}{_suggest(name, self.columns)}; columns are <side>_<name> "
+                f"for the family's objects (a, b, c) and name in: {', '.join(OBJECT_COLUMNS)}; "
+                f"and {', '.join(IMAGE_COLUMNS)}")
+        self.used.add(name)
+        return pl.col(name), self.columns[name]
+
+    def visit_lit(self, value: object) -> tuple[pl.Expr, str]:
+        kind = (NULL if value is None else BOOL if isinstance(value, bool) else TEXT if isinstance(value, str)
+                else NUMBER if isinstance(value, (int, float)) else None)
+        if kind is None:
+            raise _ExpressionError(f"unsupported literal {value!r} in {self.text!r}")
+        return pl.lit(value), kind
+
+    def visit_alias(self, expr: Expression, alias: str) -> tuple[pl.Expr, str]:
+        return self.visit(expr)
+
+    def visit_cast(self, expr: Expression, dtype: daft.DataType) -> tuple[pl.Expr, str]:
+        inner, _ = self.visit(expr)
+        return inner.cast(_polars_type(dtype)), _kind_of_type(dtype.to_arrow_dtype())
+
+    def visit_try_cast(self, expr: Expression, dtype: daft.DataType) -> tuple[pl.Expr, str]:
+        inner, _ = self.visit(expr)
+        return inner.cast(_polars_type(dtype), strict=False), _kind_of_type(dtype.to_arrow_dtype())
+
+    def visit_coalesce(self, args: list[Expression]) -> tuple[pl.Expr, str]:
+        compiled = [self.visit(a) for a in args]
+        return pl.coalesce([e for e, _ in compiled]), self._same("coalesce", [k for _, k in compiled])
+
+    def _same(self, name: str, kinds: list[str]) -> str:
+        known = {k for k in kinds if k != NULL}
+        if len(known) > 1:
+            raise _ExpressionError(f"{name} mixes {' and '.join(sorted(known))} values in {self.text!r}")
+        return known.pop() if known else NULL
+
+    def visit_function(self, name: str, args: list[Expression]) -> tuple[pl.Expr, str]:
+        if name not in _FUNCTIONS:
+            raise _ExpressionError(f"function {name!r} is not allowed in spec expressions "
+                                   f"(use arithmetic, comparisons, CASE and math functions)")
+        wanted, result, build = _FUNCTIONS[name]
+        compiled = [self.visit(a) for a in args]
+        if not len(wanted) - _OPTIONAL_ARGUMENTS.get(name, 0) <= len(compiled) <= len(wanted):
+            raise _ExpressionError(f"{name} takes {len(wanted)} arguments, got {len(compiled)} in {self.text!r}")
+        generic = [k for (_, k), want in zip(compiled, wanted) if want == "*"]
+        for (_, kind), want in zip(compiled, wanted):
+            if want not in ("*", kind) and kind != NULL:
+                raise _ExpressionError(f"{name} needs {want} arguments, got a {kind} one in {self.text!r}")
+        if name in _COMPARE and len({k for k in generic if k != NULL}) > 1:
+            raise _ExpressionError(f"{self.text!r} compares a {generic[0]} value with a {generic[1]} one")
+        same = self._same(name, generic) if generic else NULL
+        if name in _ORDERED and same == BOOL:
+            raise _ExpressionError(f"{name} compares true/false values in {self.text!r}")
+        return build(*[e for e, _ in compiled]), same if result == "*" else result
+
+
+def _suggest(word: str, options) -> str:
     close = difflib.get_close_matches(word, sorted(options), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def required_arity(text: str) -> int:
-    """How many objects (a=1, b=2, c=3) a parsed-clean expression refers to."""
-    found = _Collector()
-    found.visit(daft.sql_expr(text))
-    sides = [SIDES.index(name[0]) + 1 for name in found.columns if name[:2] in ("a_", "b_", "c_")]
-    return max(sides, default=1)
+def compile_expression(text: str, columns: dict[str, str], kind: str | None = None) -> Compiled:
+    """Parse, check and compile SQL expression text; raise ValueError with a one-line reason.
 
-
-def parse_expression(text: str, columns: frozenset[str] = PAIR_COLUMNS) -> Expression:
-    """Parse SQL expression text; raise ValueError with a one-line reason if it is not acceptable."""
+    `kind` (BOOL or NUMBER) is what the expression must produce.
+    """
     if not text.strip():
         raise ValueError("empty expression")
     try:
-        expr = daft.sql_expr(text)
+        parsed = daft.sql_expr(text)
     except Exception as exc:  # Daft raises several exception types for bad SQL
-        reason = " ".join(str(exc).split())
-        raise ValueError(f"cannot parse expression {text!r}: {reason}") from None
-    found = _Collector()
+        raise ValueError(f"cannot parse expression {text!r}: {' '.join(str(exc).split())}") from None
+    compiler = _Compiler(columns, text)
     try:
-        found.visit(expr)
+        expr, found = compiler.visit(parsed)
+    except _ExpressionError as exc:
+        raise ValueError(str(exc)) from None
     except Exception as exc:
         raise ValueError(f"unsupported expression {text!r}: {exc}") from None
-    for name in sorted(found.columns):
-        if name not in columns:
-            raise ValueError(f"unknown column {name!r} in {text!r}{_suggest(name, columns)}; columns are <side>_<name> "
-                             f"for the family's objects (a, b, c) and name in: {', '.join(OBJECT_COLUMNS)}; "
-                             f"and {', '.join(IMAGE_COLUMNS)}")
-    for name in sorted(found.functions):
-        if name not in ALLOWED_FUNCTIONS:
-            raise ValueError(f"function {name!r} is not allowed in spec expressions (use arithmetic, comparisons, CASE and math functions)")
-    return expr
+    if kind is not None and found not in (kind, NULL):
+        what = {BOOL: "true/false (a condition)", NUMBER: "a number"}[kind]
+        raise ValueError(f"{text!r} gives a {found} value; it must give {what}")
+    return Compiled(expr, found, frozenset(compiler.used))
+
+
+def required_arity(compiled: Compiled) -> int:
+    """How many objects (a=1, b=2, c=3) an expression refers to."""
+    sides = [SIDES.index(name[0]) + 1 for name in compiled.columns if name[:2] in ("a_", "b_", "c_")]
+    return max(sides, default=1)
+

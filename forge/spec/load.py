@@ -20,10 +20,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from forge.errors import ForgeError, SpecError
-from forge.relations import Relation, relation_for
-from forge.spec.expressions import columns_for, parse_expression
+from forge.judge.relations import Relation, relation_for
+from forge.judge.shapes import Shape
+from forge.spec.expressions import BOOL, NUMBER, columns_for, compile_expression
 from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
-                               ModelsPerception, QuestionForm, Spec, UrlsSource)
+                               ModelsPerception, QuestionForm, RecordsSource, Spec, UrlsSource)
 from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
 
@@ -182,6 +183,13 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
                 problems.add(("source", key), f"{target} is not a folder")
     if isinstance(source, UrlsSource) and not (base / source.list).is_file():
         problems.add(("source", "list"), f"{base / source.list} does not exist (a text file of URLs or paths, relative to the spec file)")
+    if isinstance(source, RecordsSource):
+        from forge.perception.table import RecordTable
+
+        try:
+            RecordTable.open(base / source.path)
+        except ForgeError as exc:
+            problems.add(("source", "path"), str(exc).removeprefix("source.path "))
     if isinstance(source, ImagesSource):
         target = base / source.path
         if not any(ch in source.path for ch in "*?["):
@@ -191,7 +199,8 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
             problems.add(("source", "path"), f"glob {str(target)!r} matches no file")
 
 
-_SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"}}
+_SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"},
+                      "records": {"records"}}
 
 
 def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:
@@ -208,15 +217,21 @@ def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec
     return spec.model_copy(update={"perception": perception.model_copy(update={"grounding": grounding})})
 
 
+def _check_expression(text: str, columns: dict[str, str], kind: str, where: KeyPath, problems: _Problems) -> bool:
+    try:
+        compile_expression(text, columns, kind)
+    except ValueError as exc:
+        problems.add(where, str(exc))
+        return False
+    return True
+
+
 def _check_semantics(spec: Spec, problems: _Problems) -> None:
     allowed = _SOURCE_PERCEPTION[spec.source.kind]
     if spec.perception.kind not in allowed:
         problems.add(("perception", "kind"), f"source kind {spec.source.kind!r} needs perception {' or '.join(sorted(allowed))}, not {spec.perception.kind!r}")
     for i, rule in enumerate(spec.verify.rules):
-        try:
-            parse_expression(rule.keep, columns_for(3))
-        except ValueError as exc:
-            problems.add(("verify", "rules", i, "keep"), str(exc))
+        _check_expression(rule.keep, columns_for(3), BOOL, ("verify", "rules", i, "keep"), problems)
     if spec.verify.depth_agreement and getattr(spec.perception, "depth_check", None) is None:
         problems.add(("verify", "depth_agreement"), "needs a second depth model: set perception.depth_check (model perception)")
     if spec.verify.flip_consistency and not getattr(spec.perception, "flip_check", False):
@@ -231,31 +246,31 @@ def _check_semantics(spec: Spec, problems: _Problems) -> None:
         if family.name in family_names[:fi]:
             problems.add(where + ("name",), f"duplicate family name {family.name!r}")
         if isinstance(family.relation, CustomRelation):
-            broken = False
-            for key in ("holds", "margin"):
-                try:
-                    parse_expression(getattr(family.relation, key), columns_for(family.relation.arity))
-                except ValueError as exc:
-                    problems.add(where + ("relation", key), str(exc))
-                    broken = True
-            if broken:
+            columns = columns_for(family.relation.arity)
+            checked = [_check_expression(family.relation.holds, columns, BOOL, where + ("relation", "holds"), problems),
+                       _check_expression(family.relation.margin, columns, NUMBER, where + ("relation", "margin"), problems)]
+            if not all(checked):
                 continue
-        relation = relation_for(family)
+        shape, relation = relation_for(family)
         for i, rule in enumerate(family.rules):
-            try:
-                parse_expression(rule.keep, columns_for(relation.arity))
-            except ValueError as exc:
-                problems.add(where + ("rules", i, "keep"), str(exc))
+            if not shape.takes_custom_rules:
+                problems.add(where + ("rules", i), f"{family.relation} questions take no custom rules (they are judged as a {shape.kind})")
+                continue
+            _check_expression(rule.keep, columns_for(len(shape.sides)), BOOL, where + ("rules", i, "keep"), problems)
             if rule.name in [r.name for r in family.rules[:i]] + names:
                 problems.add(where + ("rules", i, "name"), f"duplicate rule name {rule.name!r}")
         if family.min_margin >= relation.max_margin:
             problems.add(where + ("min_margin",), f"{family.min_margin} can never be reached: {family.relation} margins are below {relation.max_margin}")
+        comparative, options_are_data = relation.holds is not None, shape.choices() is not None
+        if family.balance.by == "position" and not (comparative or options_are_data):
+            problems.add(where + ("balance", "by"), "position needs answers chosen among choices; "
+                                                    "use answer (balance the answer texts) or none")
         for qi, form in enumerate(family.questions):
-            _check_form(form, relation, where + ("questions", qi), problems)
+            _check_form(form, shape, relation, where + ("questions", qi), problems)
 
 
-def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems: _Problems) -> None:
-    sides = tuple("abc"[: relation.arity])
+def _check_form(form: QuestionForm, shape: Shape, relation: Relation, where: KeyPath, problems: _Problems) -> None:
+    sides = tuple(shape.sides)
     allowed = sides + tuple(relation.values)
     comparative = relation.holds is not None
     answers: list[str] = []
@@ -280,8 +295,9 @@ def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems
         if form.answer.if_true == form.answer.if_false:
             problems.add(where + ("answer",), "if_true and if_false must differ, or every answer would be the same")
     else:
-        if relation.shape == "set" and form.answer_type != "multiple_choice":
-            problems.add(where + ("answer_type",), "questions about a set of objects are multiple_choice (the options are the set)")
+        if shape.answer_types is not None and form.answer_type not in shape.answer_types:
+            problems.add(where + ("answer_type",), f"questions about a {shape.kind} of objects are "
+                                                   f"{' or '.join(shape.answer_types)}, not {form.answer_type}")
         if form.answer_type in COMPARATIVE_TYPES:
             problems.add(where + ("answer_type",), f"this relation has no two-way answer: use one of box, point, number, label, not {form.answer_type}")
         if not isinstance(form.answer, str):
@@ -289,6 +305,9 @@ def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems
             return
         if form.choices:
             problems.add(where + ("choices",), "open answers take no choices")
+        if relation.positions and form.answer.strip("{}") not in relation.positions:
+            problems.add(where + ("answer",), f"the answer must be one option: "
+                                              f"{' or '.join('{' + p + '}' for p in relation.positions)}")
         answers = [form.answer]
     answer_fields: set[str] = set()
     for ci, text in enumerate(answers):
@@ -304,7 +323,7 @@ def _check_form(form: QuestionForm, relation: Relation, where: KeyPath, problems
             continue
         # comparative questions must name every object; open answers may name one (referring: "{a}")
         missing = [s for s in sides if s not in used and (comparative or s not in answer_fields)]
-        if missing and relation.shape == "tuple":  # a count names its objects through {plural}
+        if missing and shape.names_every_object:  # a count names its objects through {plural}
             where_named = "the question" if comparative else "the question or the answer"
             problems.add(where + ("templates", ti), f"template never names {{{missing[0]}}}: every object must appear in {where_named}")
         named = [s for s in dict.fromkeys(used) if s in sides]

@@ -59,7 +59,16 @@ class UrlsSource(Model):
     list: str = Field(description="text file of URLs or paths, relative to the spec file; # starts a comment")
 
 
-Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource], Field(discriminator="kind")]
+class RecordsSource(Model):
+    """Perception records made elsewhere or by an earlier run: Parquet files or a Lance dataset with the
+    columns of the perception record (README: "Perception from a table"), read a chunk at a time."""
+
+    kind: Literal["records"]
+    path: str = Field(description="a .parquet file, a folder or glob of them, or a .lance dataset, relative to the spec file")
+
+
+Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, RecordsSource],
+                   Field(discriminator="kind")]
 
 
 class DepthModel(Model):
@@ -87,6 +96,10 @@ class AnnotationsPerception(Model):
     kind: Literal["annotations"]
 
 
+class RecordsPerception(Model):
+    kind: Literal["records"]
+
+
 class ModelsPerception(Model):
     kind: Literal["models"]
     depth: DepthModel
@@ -96,7 +109,7 @@ class ModelsPerception(Model):
 
 
 Perception = Annotated[
-    Union[SyntheticPerception, AnnotationsPerception, ModelsPerception], Field(discriminator="kind")
+    Union[SyntheticPerception, AnnotationsPerception, RecordsPerception, ModelsPerception], Field(discriminator="kind")
 ]
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from daft import col, lit
+import polars as pl
 
-import daft.functions as F
+from forge.judge.relations.base import Relation, lateral, real_width, relative_gap, side_of, tenths, vertical
 
-from forge.relations.base import (Relation, lateral, real_width, relative_gap, side_of, tenths, vertical)
+col = pl.col
 
 
-def _box_gap(low: str, high: str) -> tuple:
+def _box_gap(low: str, high: str) -> tuple[pl.Expr, pl.Expr]:
     """(a before b, gap between the boxes along an axis, negative when they overlap)."""
-    a_centre = (col(f"a_{low}") + col(f"a_{high}")) / 2
-    b_centre = (col(f"b_{low}") + col(f"b_{high}")) / 2
-    a_first = a_centre < b_centre
-    gap = F.when(a_first, col(f"b_{low}") - col(f"a_{high}")).otherwise(col(f"a_{low}") - col(f"b_{high}"))
+    a_first = (col(f"a_{low}") + col(f"a_{high}")) < (col(f"b_{low}") + col(f"b_{high}"))
+    gap = pl.when(a_first).then(col(f"b_{low}") - col(f"a_{high}")).otherwise(col(f"a_{low}") - col(f"b_{high}"))
     return a_first, gap
 
 
@@ -24,45 +22,39 @@ _dx = lateral("a") - lateral("b")
 _dy = vertical("a") - vertical("b")
 _dz = col("a_depth") - col("b_depth")
 # standing at a, facing the camera (at the origin of the ground plane)
-_b_left_of_a, _b_offset = side_of("a", (lit(0.0) - lateral("a"), lit(0.0) - col("a_depth")), "b")
+_b_left_of_a, _b_offset = side_of("a", (pl.lit(0.0) - lateral("a"), pl.lit(0.0) - col("a_depth")), "b")
 
 PAIR_RELATIONS: dict[str, Relation] = {
     "depth_order": Relation(
-        arity=2,
         holds=col("a_depth") < col("b_depth"),
         margin=relative_gap(col("a_depth"), col("b_depth")),
         meaning="holds when a is closer to the camera; margin = (far - near) / near depth",
     ),
     "left_right": Relation(
-        arity=2,
         holds=_left,
         margin=_x_gap,
         max_margin=1.0,
         meaning="holds when a is left of b in the image; margin = horizontal gap between the boxes / image width (negative if they overlap)",
     ),
     "above_below": Relation(
-        arity=2,
         holds=_above,
         margin=_y_gap,
         max_margin=1.0,
         meaning="holds when a is above b in the image; margin = vertical gap between the boxes / image height",
     ),
     "wider": Relation(
-        arity=2,
         holds=real_width("a") > real_width("b"),
         margin=relative_gap(real_width("a"), real_width("b")),
         meaning="holds when a is wider than b in reality (box width x depth); margin = relative width gap; relative depth is enough",
     ),
     "distance": Relation(
-        arity=2,
-        margin=lit(1.0),
+        margin=pl.lit(1.0),
         values={"distance": tenths((_dx * _dx + _dy * _dy + _dz * _dz).sqrt())},
         max_margin=1.0,
         needs_metric=True,
         meaning="metric distance between the back-projected box centres, metres to 0.1 ({distance}); metric depth only",
     ),
     "perspective_side": Relation(
-        arity=2,
         holds=_b_left_of_a,
         margin=_b_offset,
         max_margin=1.0,

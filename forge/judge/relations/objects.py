@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from daft import col, lit
+import polars as pl
 
-from forge.relations.base import Relation, box_text, point_text, real_height, real_width, tenths
+from forge.judge.relations.base import Relation, box_text, point_text, real_height, real_width, tenths
 
 _GROUNDING = Relation(
-    arity=1,
-    margin=col("a_score"),
+    margin=pl.col("a_score"),
     values={"box": box_text("a"), "point": point_text("a")},
     max_margin=1.0,
     meaning="locate a named object; values {box} (x1,y1,x2,y2) and {point} (x,y) on the [0,1000] grid; margin = detector score",
@@ -21,8 +20,7 @@ OBJECT_RELATIONS: dict[str, Relation] = {
     # the same geometry asked the other way round: the box or point is given, the label answered
     "referring": replace(_GROUNDING, meaning="name the object at a box or point; same values as grounding"),
     "size": Relation(
-        arity=1,
-        margin=lit(1.0),
+        margin=pl.lit(1.0),
         values={"width": tenths(real_width("a")), "height": tenths(real_height("a"))},
         max_margin=1.0,
         needs_metric=True,

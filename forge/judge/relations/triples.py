@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from daft import col
+import polars as pl
 
-from forge.relations.base import Relation, lateral, side_of
+from forge.judge.relations.base import Relation, lateral, side_of
 
 # an observer at a, looking toward b
-_c_left, _c_offset = side_of("a", (lateral("b") - lateral("a"), col("b_depth") - col("a_depth")), "c")
+_c_left, _c_offset = side_of("a", (lateral("b") - lateral("a"), pl.col("b_depth") - pl.col("a_depth")), "c")
 
 TRIPLE_RELATIONS: dict[str, Relation] = {
     "perspective_view": Relation(
-        arity=3,
         holds=_c_left,
         margin=_c_offset,
         max_margin=1.0,

@@ -1,0 +1,97 @@
+"""The relation record and the geometry relations share (boxes on [0, 1000], back-projection), as
+Polars expressions over the columns of the objects a question names (a_*, b_*, c_*)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import polars as pl
+
+col = pl.col
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A family's geometry: `margin` (how clearly the answer is decided), `holds` (which of two
+    answers is right) or named `values` that templates print, and `positions`: for each value a
+    multiple-choice answer may name, the index of that option (for answer-position balancing)."""
+
+    margin: pl.Expr
+    meaning: str
+    holds: pl.Expr | None = None
+    values: dict[str, pl.Expr] = field(default_factory=dict)
+    positions: dict[str, pl.Expr] = field(default_factory=dict)
+    max_margin: float = math.inf
+    needs_metric: bool = False
+
+
+def grid(value: pl.Expr) -> pl.Expr:
+    """A [0, 1] coordinate on the [0, 1000] integer grid (Qwen-VL convention), as text."""
+    return (value * 1000).round(0).cast(pl.Int64).cast(pl.String)
+
+
+def box_text(side: str) -> pl.Expr:
+    """'(x1,y1,x2,y2)' of a side's box on the [0, 1000] grid."""
+    x1, y1, x2, y2 = (grid(col(f"{side}_{k}")) for k in ("x1", "y1", "x2", "y2"))
+    return pl.concat_str([pl.lit("("), x1, pl.lit(","), y1, pl.lit(","), x2, pl.lit(","), y2, pl.lit(")")])
+
+
+def point_text(side: str) -> pl.Expr:
+    """'(x,y)' of a side's box centre on the [0, 1000] grid."""
+    return pl.concat_str([pl.lit("("), grid(col(f"{side}_cx")), pl.lit(","), grid(col(f"{side}_cy")), pl.lit(")")])
+
+
+def tenths(value: pl.Expr) -> pl.Expr:
+    """A non-negative number rounded to 0.1 as text, e.g. '2.3' or '0.8'."""
+    count = (value * 10).round(0).cast(pl.Int64)
+    return pl.concat_str([(count // 10).cast(pl.String), pl.lit("."), (count % 10).cast(pl.String)])
+
+
+def _aspect() -> pl.Expr:
+    return col("height").cast(pl.Float64) / col("width").cast(pl.Float64)
+
+
+def lateral(side: str) -> pl.Expr:
+    """Camera-frame x (right) of the box centre at the object's depth, via the assumed focal length."""
+    return (col(f"{side}_cx") - 0.5) * col(f"{side}_depth") * col("fov_scale")
+
+
+def vertical(side: str) -> pl.Expr:
+    """Camera-frame y (down) of the box centre at the object's depth."""
+    return (col(f"{side}_cy") - 0.5) * col(f"{side}_depth") * col("fov_scale") * _aspect()
+
+
+def real_width(side: str) -> pl.Expr:
+    return col(f"{side}_w") * col(f"{side}_depth") * col("fov_scale")
+
+
+def real_height(side: str) -> pl.Expr:
+    return col(f"{side}_h") * col(f"{side}_depth") * col("fov_scale") * _aspect()
+
+
+def relative_gap(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """(larger - smaller) / smaller: how many times apart two positive quantities are, minus one."""
+    return (a - b).abs() / pl.min_horizontal(a, b)
+
+
+def side_of(origin: str, facing: tuple[pl.Expr, pl.Expr], target: str) -> tuple[pl.Expr, pl.Expr]:
+    """(is `target` on the left, |sin| of its angle off the facing line) for an observer at `origin`.
+
+    Ground plane (x right, z away from the camera) seen from above: with facing d and target
+    offset v, the target is on the left when cross(d, v) = dx·vz − dz·vx > 0.
+    """
+    dx, dz = facing
+    vx = lateral(target) - lateral(origin)
+    vz = col(f"{target}_depth") - col(f"{origin}_depth")
+    cross = dx * vz - dz * vx
+    norms = (dx * dx + dz * dz).sqrt() * (vx * vx + vz * vz).sqrt()
+    return cross > 0, (cross / norms).abs()
+
+
+def iou(first: str, second: str) -> pl.Expr:
+    """Intersection over union of two sides' boxes."""
+    w = pl.min_horizontal(col(f"{first}_x2"), col(f"{second}_x2")) - pl.max_horizontal(col(f"{first}_x1"), col(f"{second}_x1"))
+    h = pl.min_horizontal(col(f"{first}_y2"), col(f"{second}_y2")) - pl.max_horizontal(col(f"{first}_y1"), col(f"{second}_y1"))
+    inter = pl.when((w > 0) & (h > 0)).then(w * h).otherwise(0.0)
+    return inter / (col(f"{first}_area") + col(f"{second}_area") - inter)

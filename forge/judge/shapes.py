@@ -1,0 +1,288 @@
+"""What a family asks about, and how its candidates are formed from a chunk's objects: tuples of
+1-3 objects (`Tuples`), a set of 3-5 objects of an image (`Sets`), or all objects sharing a label
+(`Groups`). Every shape-specific decision lives behind this one interface.
+
+Tuples are the k-subsets of an image's objects that passed the object rules, enumerated with
+index arithmetic (no join); which object is named first is a seeded hash of the subset, so
+answers that depend on naming order come out balanced and reproducible. The funnel still counts
+every tuple of every object: a tuple is charged to the first object rule any of its objects fails,
+which the object counts per image give without forming the tuple.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from itertools import permutations
+
+import numpy as np
+import polars as pl
+
+from forge.judge.hashing import add_hash, salt
+from forge.judge.objects import IMAGE_COLUMNS, OBJECT_COLUMNS, ChunkObjects, within_group_index
+from forge.judge.relations.base import iou
+from forge.spec.schema import Family, Spec
+
+SIDES = "abc"
+MAX_SET = 5  # depth_extreme options
+MAX_COUNT = 10  # counting: the most objects a count question names
+BOX = ("x1", "y1", "x2", "y2")
+METRIC_RULE = "metric_depth"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What forming a family's candidates depends on beyond the chunk."""
+
+    spec: Spec
+    family: Family
+    seed: int
+    needs_metric: bool
+
+
+def combinations(groups: np.ndarray, k: int) -> list[np.ndarray]:
+    """Row positions r1 < r2 < ... < rk of every k-subset of rows within each run of equal values
+    of the sorted array `groups`, in lexicographic order."""
+    n = groups.size
+    if n == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in range(k)]
+    starts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
+    ends = np.repeat(np.append(starts[1:], n), np.diff(np.append(starts, n)))  # end of each row's run
+    tuples = [np.arange(n)]
+    for _ in range(k - 1):
+        last = tuples[-1]
+        later = ends[last] - last - 1
+        tuples = [np.repeat(t, later) for t in tuples]
+        first_of_block = np.repeat(np.cumsum(later) - later, later)
+        tuples.append(tuples[-1] + 1 + (np.arange(tuples[-1].size) - first_of_block))
+    return tuples
+
+
+def _subsets(n: np.ndarray, k: int) -> np.ndarray:
+    """C(n, k) elementwise (a product of k consecutive integers is divisible by k!)."""
+    product = np.ones_like(n)
+    for i in range(k):
+        product = product * (n - i)
+    return np.where(n >= k, product // math.factorial(k), 0)
+
+
+def _gather(frame: pl.DataFrame, rows: np.ndarray, prefix: str, columns: list[str]) -> pl.DataFrame:
+    return frame.select(columns)[rows].rename({c: f"{prefix}{c}" for c in columns})
+
+
+class Shape(ABC):
+    """How a family's candidates come from a chunk's objects, and what identifies and names them."""
+
+    kind: str  # for messages: "tuple", "set" or "group"
+    sides: str  # objects templates may name by label: {a}, {b}, {c}
+    names_every_object: bool  # comparative templates must name every side
+    answer_types: tuple[str, ...] | None = None  # allowed non-comparative answer types (None: any)
+    takes_custom_rules: bool = False
+
+    @abstractmethod
+    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+        """Rules decided while forming candidates, in funnel order."""
+
+    @abstractmethod
+    def candidates(self, chunk: ChunkObjects, ctx: Context) -> tuple[pl.DataFrame, dict[str, int]]:
+        """(candidates with img, key and the relation's input columns; candidates dropped per rule
+        while forming them, with `considered` = every candidate the family judges)."""
+
+    @abstractmethod
+    def rules(self, family: Family) -> list[tuple[str, pl.Expr]]:
+        """Shape-specific rules on the formed candidates, before custom rules and min_margin."""
+
+    @abstractmethod
+    def keys(self) -> list[pl.Expr]:
+        """Integer columns that identify a candidate within its image (seeds hashes and row ids)."""
+
+    @abstractmethod
+    def objects(self, frame: pl.DataFrame) -> pl.Series:
+        """The `objects` column of candidates: [{label, box}] in the order the question names them."""
+
+    def choices(self) -> pl.Expr | None:
+        """Choices when the options are data (sets); None: the forms' choices."""
+        return None
+
+
+@dataclass(frozen=True)
+class Tuples(Shape):
+    """Ordered tuples of `arity` distinct objects of one image: columns a_*, b_*, c_*."""
+
+    arity: int
+    kind = "tuple"
+    names_every_object = True
+    takes_custom_rules = True
+
+    @property
+    def sides(self) -> str:  # type: ignore[override]
+        return SIDES[: self.arity]
+
+    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+        from forge.judge.objects import object_rules
+
+        return ([METRIC_RULE] if needs_metric else []) + [name for name, _ in object_rules(spec)]
+
+    def _funnel(self, chunk: ChunkObjects, needs_metric: bool) -> dict[str, int]:
+        """Tuples charged to each object rule: per image, C(m_r, k) - C(m_r+1, k) where m_r counts
+        the objects whose first failing rule is r or later (passing objects rank last)."""
+        rules = len(chunk.object_rules)
+        objects = chunk.objects
+        rank = np.where(objects["reject"].to_numpy() == 0, rules + 1, objects["reject"].to_numpy())
+        if needs_metric:
+            rank = np.where(objects["metric"].to_numpy(), rank, 0)
+        images = objects["img"].to_numpy()
+        table = np.zeros((int(images.max()) + 1 if images.size else 0, rules + 2), dtype=np.int64)
+        np.add.at(table, (images, rank), 1)
+        at_least = np.cumsum(table[:, ::-1], axis=1)[:, ::-1]  # at_least[:, r] = objects ranked r or later
+        subsets = _subsets(at_least, self.arity).sum(axis=0)
+        charged = subsets[:-1] - subsets[1:]
+        names = [METRIC_RULE, *chunk.object_rules]
+        counts = {"considered": int(subsets[0])}
+        counts.update({name: int(charged[r]) for r, name in enumerate(names) if r or needs_metric})
+        return counts
+
+    def _tuples(self, chunk: ChunkObjects, seed: int) -> pl.DataFrame:
+        """Every tuple of objects that passed the object rules, named in seeded order (memoized per chunk)."""
+        memo_key = ("tuples", self.arity, seed)
+        if memo_key in chunk.memo:
+            return chunk.memo[memo_key]
+        passing = chunk.objects.filter(pl.col("reject") == 0)
+        rows = combinations(passing["img"].to_numpy(), self.arity)
+        if self.arity > 1:
+            idx = passing["idx"].to_numpy()
+            keyed = pl.DataFrame({"key": passing["key"].to_numpy()[rows[0]],
+                                  **{f"i{s}": idx[r] for s, r in enumerate(rows)}})
+            keyed = add_hash(keyed, "h", keyed.columns, salt("tuple-order", self.arity, seed))
+            perms = np.array(list(permutations(range(self.arity))))
+            named = perms[(keyed["h"] % len(perms)).to_numpy().astype(np.int64)]  # which member is a, b, c
+            members = np.stack(rows, axis=1)
+            rows = [members[np.arange(members.shape[0]), named[:, s]] for s in range(self.arity)]
+        columns = [c for c in OBJECT_COLUMNS if c in passing.columns]
+        frame = pl.concat([passing.select("img", "key", "metric", *IMAGE_COLUMNS)[rows[0]],
+                           *[_gather(passing, r, f"{SIDES[s]}_", columns) for s, r in enumerate(rows)]],
+                          how="horizontal")
+        chunk.memo[memo_key] = frame
+        return frame
+
+    def candidates(self, chunk: ChunkObjects, ctx: Context) -> tuple[pl.DataFrame, dict[str, int]]:
+        tuples = self._tuples(chunk, ctx.seed)
+        return (tuples.filter(pl.col("metric")) if ctx.needs_metric else tuples), self._funnel(chunk, ctx.needs_metric)
+
+    def rules(self, family: Family) -> list[tuple[str, pl.Expr]]:
+        return []
+
+    def keys(self) -> list[pl.Expr]:
+        return [pl.col(f"{side}_idx") for side in self.sides]
+
+    def objects(self, frame: pl.DataFrame) -> pl.Series:
+        # built flat and folded into fixed-width lists: Polars nests structs in lists slowly
+        k, n = self.arity, frame.height
+        labels = frame.select(pl.concat_list([pl.col(f"{side}_label") for side in self.sides]).explode().alias("label"))
+        coords = np.stack([frame[f"{side}_{c}"].to_numpy() for side in self.sides for c in BOX], axis=1).reshape(-1)
+        boxes = pl.Series("box", coords).reshape((n * k, len(BOX))).arr.to_list()
+        members = labels.with_columns(box=boxes).select(pl.struct("label", "box").alias("objects"))["objects"]
+        return members.reshape((n, k)).arr.to_list()
+
+
+def _member_struct() -> pl.Expr:
+    return pl.struct(pl.col("label"), pl.concat_arr([pl.col(k) for k in BOX]).arr.to_list().alias("box")).alias("objects")
+
+
+def _list_keys(size: int) -> list[pl.Expr]:
+    return [pl.col("idxs").list.get(p, null_on_oob=True).fill_null(-1) for p in range(size)]
+
+
+@dataclass(frozen=True)
+class Sets(Shape):
+    """One set per image: its objects that passed the object rules, in a seeded order, cut to a
+    seeded size in the family's `set_size` range. Lists `labels`, `depths`, `idxs` in option order."""
+
+    kind = "set"
+    sides = ""
+    names_every_object = False
+    answer_types = ("multiple_choice",)
+
+    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+        return []
+
+    def candidates(self, chunk: ChunkObjects, ctx: Context) -> tuple[pl.DataFrame, dict[str, int]]:
+        low, high = ctx.family.set_size
+        name = ctx.family.name
+        objects = chunk.objects
+        images = objects.select("img", "key", *IMAGE_COLUMNS).unique("img", keep="first", maintain_order=True)
+        images = add_hash(images, "wanted", ["key"], salt("set-size", name, ctx.seed))
+        eligible = add_hash(objects.filter(pl.col("reject") == 0), "order_key", ["key", "idx"],
+                            salt("set-order", name, ctx.seed)).sort("img", "order_key")
+        eligible = eligible.with_columns(slot=pl.Series(within_group_index(eligible["img"].to_numpy())),
+                                         eligible=pl.len().over("img"))
+        wanted = pl.lit(low, pl.Int64) + (pl.col("wanted") % (high - low + 1)).cast(pl.Int64)
+        sizes = eligible.select("img", "eligible").unique("img").join(images.select("img", wanted.alias("wanted")), on="img")
+        members = eligible.join(sizes.select("img", pl.min_horizontal("wanted", "eligible").alias("set_size")), on="img")
+        members = members.filter(pl.col("slot") < pl.col("set_size"))
+        sets = members.group_by("img", maintain_order=True).agg(
+            pl.col("set_size").first(), idxs=pl.col("idx"), labels=pl.col("label"), depths=pl.col("depth"),
+            objects=_member_struct())
+        frame = images.drop("wanted").join(sets, on="img", how="left").with_columns(pl.col("set_size").fill_null(0))
+        return frame, {"considered": frame.height}
+
+    def rules(self, family: Family) -> list[tuple[str, pl.Expr]]:
+        return [("set_size", pl.col("set_size") >= family.set_size[0])]
+
+    def keys(self) -> list[pl.Expr]:
+        return _list_keys(MAX_SET)
+
+    def objects(self, frame: pl.DataFrame) -> pl.Series:
+        return frame["objects"]
+
+    def choices(self) -> pl.Expr:
+        return pl.col("labels")
+
+
+@dataclass(frozen=True)
+class Groups(Shape):
+    """One group per (image, label) of confident detections (score >= verify.min_score), with
+    `count`, `min_score`, `uncertain` (same-label detections below min_score) and `duplicate_iou`
+    (the largest overlap of two of its boxes). The label is `a_label`."""
+
+    kind = "group"
+    sides = "a"  # the group's label
+    names_every_object = False
+    answer_types = ("number", "label")
+
+    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+        return []
+
+    def candidates(self, chunk: ChunkObjects, ctx: Context) -> tuple[pl.DataFrame, dict[str, int]]:
+        floor = ctx.spec.verify.min_score
+        objects = chunk.objects
+        confident = objects.filter(pl.col("score") >= floor).sort("img", "label", "idx")
+        uncertain = objects.filter(pl.col("score") < floor).group_by("img", "label").agg(uncertain=pl.len())
+        group = (confident["img"].cast(pl.Int64) * (1 << 32)
+                 + confident["label"].cast(pl.Categorical).to_physical().cast(pl.Int64)).to_numpy()
+        first, second = combinations(group, 2)
+        boxes = confident.select("img", "label", *BOX, "area")
+        pairs = pl.concat([_gather(boxes, first, "a_", ["img", "label", *BOX, "area"]),
+                           _gather(boxes, second, "b_", [*BOX, "area"])], how="horizontal")
+        overlap = pairs.group_by("a_img", "a_label").agg(duplicate_iou=iou("a", "b").max()).rename(
+            {"a_img": "img", "a_label": "label"})
+        groups = confident.group_by("img", "label", maintain_order=True).agg(
+            pl.col("key").first(), *[pl.col(c).first() for c in IMAGE_COLUMNS],
+            count=pl.len(), min_score=pl.col("score").min(), idxs=pl.col("idx"), objects=_member_struct())
+        groups = (groups.join(uncertain, on=["img", "label"], how="left").join(overlap, on=["img", "label"], how="left")
+                  .with_columns(pl.col("uncertain").fill_null(0), pl.col("duplicate_iou").fill_null(0.0))
+                  .rename({"label": "a_label"}))
+        return groups, {"considered": groups.height}
+
+    def rules(self, family: Family) -> list[tuple[str, pl.Expr]]:
+        return [("uncertain_detections", pl.col("uncertain") == 0),
+                ("duplicates", pl.col("duplicate_iou") <= family.duplicate_iou),
+                ("max_count", pl.col("count") <= family.max_count)]
+
+    def keys(self) -> list[pl.Expr]:
+        return _list_keys(MAX_COUNT)
+
+    def objects(self, frame: pl.DataFrame) -> pl.Series:
+        return frame["objects"]
+

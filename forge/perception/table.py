@@ -1,0 +1,128 @@
+"""Perception records in a table: Parquet files (a file, folder or glob) or a Lance dataset, read
+a chunk of rows at a time.
+
+This is how a build reads perception made elsewhere or earlier (`source: records`), and how it
+reads the records it staged itself from synthetic scenes, annotations or models. The columns are
+those of `records.RECORD_SCHEMA`; wider numeric types and extra columns are accepted.
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from forge.errors import ForgeError
+from forge.judge.hashing import image_keys
+from forge.perception.records import RECORD_SCHEMA
+
+RECORD_POLARS = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema
+
+
+def _check_schema(schema: pa.Schema, where: str) -> None:
+    """One line naming what a table lacks or has of the wrong type, or nothing."""
+    problems = []
+    for field in RECORD_SCHEMA:
+        if field.name not in schema.names:
+            problems.append(f"no column {field.name!r}")
+            continue
+        have = schema.field(field.name).type
+        if field.name == "objects":
+            inner = have.value_type if pa.types.is_list(have) or pa.types.is_large_list(have) else None
+            if inner is None or not pa.types.is_struct(inner):
+                problems.append(f"column 'objects' is {have}, not a list of structs")
+                continue
+            names = {inner.field(i).name for i in range(inner.num_fields)}
+            missing = [f.name for f in field.type.value_type if f.name not in names]
+            if missing:
+                problems.append(f"objects lack field(s) {', '.join(missing)}")
+        elif pa.types.is_string(field.type) != (pa.types.is_string(have) or pa.types.is_large_string(have)) \
+                and not pa.types.is_null(have):
+            problems.append(f"column {field.name!r} is {have}, not {field.type}")
+    if problems:
+        raise ForgeError(f"{where}: not a table of perception records: {'; '.join(problems)} "
+                         f"(the columns are listed in the README, section 'Perception from a table')")
+
+
+@dataclass(frozen=True)
+class RecordTable:
+    """A table of perception records: sorted Parquet files, or one Lance dataset."""
+
+    paths: tuple[str, ...]
+    lance: bool
+    rows: int
+
+    @classmethod
+    def open(cls, path: str | Path, where: str = "source.path") -> RecordTable:
+        path = str(path)
+        if path.rstrip("/").endswith(".lance"):
+            import lance
+
+            try:
+                dataset = lance.dataset(path)
+            except (OSError, ValueError) as exc:
+                raise ForgeError(f"{where} {path}: cannot open the Lance dataset: {' '.join(str(exc).split())[:200]}") from None
+            _check_schema(dataset.schema, f"{where} {path}")
+            return cls((path,), True, dataset.count_rows())
+        folder = Path(path)
+        files = sorted(str(p) for p in folder.rglob("*.parquet")) if folder.is_dir() else sorted(globbing.glob(path, recursive=True))
+        if not files:
+            raise ForgeError(f"{where} {path}: no Parquet files there (give a .parquet file, a folder or a glob, or a .lance dataset)")
+        rows = 0
+        for file in files:
+            try:
+                meta = pq.read_metadata(file)
+                schema = pq.read_schema(file)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise ForgeError(f"{where} {file}: not a readable Parquet file: {' '.join(str(exc).split())[:200]}") from None
+            _check_schema(schema, f"{where} {file}")
+            rows += meta.num_rows
+        return cls(tuple(files), False, rows)
+
+    def fingerprint(self) -> str:
+        """Changes when any file changes: names, sizes, modification times."""
+        digest = hashlib.sha256()
+        for path in self.paths:
+            for item in ([Path(path)] if not self.lance else sorted(Path(path).rglob("*"))):
+                stat = item.stat()
+                digest.update(f"{item}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()[:16]
+
+    def read(self, start: int, count: int, columns: list[str] | None = None) -> pl.DataFrame:
+        """Rows [start, start + count) as a frame with the record schema's types."""
+        columns = columns or list(RECORD_POLARS)
+        if self.lance:
+            import lance
+
+            frame = pl.from_arrow(lance.dataset(self.paths[0]).to_table(columns=columns, offset=start, limit=count))
+        else:
+            frame = pl.scan_parquet(list(self.paths)).select(columns).slice(start, count).collect()
+        assert isinstance(frame, pl.DataFrame)
+        return frame.cast({name: RECORD_POLARS[name] for name in columns}, strict=False)
+
+    def duplicates(self, chunk_size: int) -> np.ndarray:
+        """Row numbers of images already seen earlier in the table (same image id), read a chunk at a time.
+
+        Holds one 8-byte key per image: the only per-image state a build keeps across chunks.
+        """
+        keys = []
+        for start in range(0, self.rows, chunk_size):
+            ids = self.read(start, chunk_size, ["image_id"])["image_id"]
+            known = ids.is_not_null().to_numpy()
+            chunk = np.zeros(ids.len(), dtype=np.uint64)
+            chunk[known] = image_keys(ids.filter(ids.is_not_null())).to_numpy()
+            keys.append(np.where(known, chunk, 0))
+        if not keys:
+            return np.zeros(0, dtype=np.int64)
+        every = np.concatenate(keys)
+        order = np.argsort(every, kind="stable")
+        ranked = every[order]
+        repeat = np.concatenate([[False], ranked[1:] == ranked[:-1]])
+        unknown = ranked == 0  # failed images have no id: never duplicates of each other
+        return np.sort(order[repeat & ~unknown])
