@@ -27,7 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from forge.perception.cached_models import perceive_models_cached  # noqa: E402
+from forge.perception.cached_models import ModelPerceiver  # noqa: E402
 from forge.perception.models import RunOptions  # noqa: E402
 from forge.perception.synthetic_scene import render_scene  # noqa: E402
 from forge.spec.load import load_spec  # noqa: E402
@@ -118,8 +118,10 @@ def main() -> None:
         ceiling = args.images / (t_depth + t_owl)
 
         start = time.perf_counter()
-        perceived, stats = perceive_models_cached(loaded, Store(root / "db"), RunOptions(args.device, b), None)
-        rows = perceived.collect().to_pylist()
+        perceiver = ModelPerceiver(loaded, RunOptions(args.device, b), None)
+        perceiver.prepare(Store(root / "db"))
+        rows = perceiver.records(0, perceiver.items).collect().to_pylist()
+        stats = perceiver.stats
         t_forge = time.perf_counter() - start
         assert stats.run["depth"] == stats.run["grounding"] == len(rows) == args.images
 

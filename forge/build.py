@@ -25,7 +25,7 @@ import polars as pl
 
 from forge.judge import DEFAULT_CHUNK_SIZE, balance
 from forge.judge.chunk import Judge
-from forge.judge.driver import COUNT, WRITE, ChunkPlan, run_pass
+from forge.judge.driver import COUNT, WRITE, ChunkPlan, here, run_pass
 from forge.perception.cached_models import ModelPerceiver, ModelRunStats
 from forge.perception.models import RunOptions
 from forge.perception.sources import Perceiver, perceiver_for
@@ -63,7 +63,8 @@ class BuildReport:
     duplicates: int = 0
     objects: int = 0
     chunks: int = 0
-    resumed: tuple[int, int] = (0, 0)  # chunks counted, written by an interrupted run of this build, reused
+    resumed: dict[str, int] = field(default_factory=dict)  # chunks perceived/counted/written by an interrupted run
+    workers: set[str] = field(default_factory=set)  # host:pid of the processes that judged the chunks
     funnel: dict[str, dict[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     qa_rows: int = 0
@@ -77,9 +78,12 @@ class BuildReport:
         out = [f"forge build {self.spec_name} (spec {self.spec_hash}, seed {self.seed})",
                f"  images        {self.images} read, {failed} skipped, {self.duplicates} duplicates",
                f"  objects       {self.objects}",
-               f"  chunks        {self.chunks} of up to {self.chunk_size} images"
-               + (f" (resumed: {self.resumed[0]} counted and {self.resumed[1]} written by an interrupted run, reused)"
-                  if any(self.resumed) else "")]
+               f"  chunks        {self.chunks} of up to {self.chunk_size} images, judged by {len(self.workers)} "
+               f"worker process{'es' if len(self.workers) != 1 else ''}"
+               + (f"{'' if here() in self.workers else ' (none of them this one)'}")]
+        if any(self.resumed.values()):
+            reused = ", ".join(f"{n} {step}" for step, n in self.resumed.items())
+            out.append(f"  resumed       chunks of an interrupted run of this build reused: {reused}")
         for reason, count in sorted(self.images_failed.items()):
             out.append(f"    skipped {count}: {reason}")
         if self.images_failed:
@@ -159,6 +163,7 @@ def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> list[tuple
     for i in range(chunks):
         counted = staging.read_json("counted", i)
         report.images += counted["images"]
+        report.workers.add(counted["worker"])
         report.objects += counted["objects"]
         for uri, reason in counted["failures"]:
             failures.append((uri, reason))
@@ -195,6 +200,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
     if isinstance(perceiver, ModelPerceiver):
         report.models = perceiver.stats
     if perceiver is not None:
+        report.resumed["perceived"] = len(staging.done("records"))
         perceiver.prepare(store, progress, stages)
         with stages.stage("perceive") as stage:
             table = _stage_records(perceiver, staging, chunk_size, progress, stage)
@@ -204,7 +210,8 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
 
     plan = ChunkPlan(loaded, seed, table, chunk_size, Path(db), table_name, staging.root)
     chunks = report.chunks = plan.chunks
-    report.resumed = (len(staging.done("counted") & set(range(chunks))), len(staging.done("written") & set(range(chunks))))
+    report.resumed.update(counted=len(staging.done("counted") & set(range(chunks))),
+                          written=len(staging.done("written") & set(range(chunks))))
 
     echo(f"judging {table.rows} images in {chunks} chunks ...")
     workers = judge_workers()

@@ -1,4 +1,5 @@
-"""The same spec on Daft's Ray runner (a local 2-CPU Ray) writes exactly the native runner's rows."""
+"""The same spec on Daft's Ray runner (a local 2-CPU Ray) writes exactly the native runner's rows,
+judging its chunks on Ray workers, not in the driver."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ RAY_BUILD = textwrap.dedent("""
     import ray
     ray.init(num_cpus=2, include_dashboard=False)
     from forge.cli import main
-    main(["build", sys.argv[1], "--db", sys.argv[2], "--runner", "ray"])
+    main(["build", sys.argv[1], "--db", sys.argv[2], "--runner", "ray", *sys.argv[3:]])
 """)
 
 
-def _ray_build(spec, db) -> str:
-    done = subprocess.run([sys.executable, "-c", RAY_BUILD, str(spec), str(db)], cwd=REPO, capture_output=True,
+def _ray_build(spec, db, *options: str) -> str:
+    done = subprocess.run([sys.executable, "-c", RAY_BUILD, str(spec), str(db), *options], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout + done.stderr
@@ -38,8 +39,9 @@ def test_ray_runner_writes_the_native_runners_rows(tmp_path):
     make_dataset(tmp_path / "data", "npy_m", count=40)
     for name, spec in specs.items():
         native = run_build(load_spec(spec), tmp_path / f"native_{name}", echo=lambda _: None)
-        output = _ray_build(spec, tmp_path / f"ray_{name}")
+        output = _ray_build(spec, tmp_path / f"ray_{name}", "--chunk-size", "25")  # several chunks, on Ray workers
         assert "running on the Ray runner (1 node(s), 2 CPUs, 0 GPUs)" in output
+        assert "worker process" in output and "(none of them this one)" in output
         assert f"QA written    {native.qa_rows} rows" in output
         ray_rows = read_table(tmp_path / f"ray_{name}")
         assert native.qa_rows > 100

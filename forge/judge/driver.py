@@ -9,6 +9,8 @@ process ever holds more than a chunk's candidates.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,11 @@ class ChunkPlan:
         return frame
 
 
+def here() -> str:
+    """This process, as host:pid (which worker judged a chunk)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class _Worker:
     """Judges chunks; one per worker process, the spec compiled once."""
 
@@ -76,7 +83,7 @@ class _Worker:
                 self.staging.write("cells", chunk, lambda tmp: counted.cells.write_ipc(tmp))
             self.staging.write_json("counted", chunk, {
                 "images": counted.images, "objects": counted.objects, "failures": counted.failures,
-                "funnel": counted.funnel})
+                "funnel": counted.funnel, "worker": here()})
         else:
             rows, boundary = self.judge.phrase(records, self.limits)
             fragments = self.staging.store.stage_rows(self.plan.table_name, rows)
