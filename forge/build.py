@@ -138,7 +138,7 @@ def _stage_records(perceiver: Perceiver, staging: Staging, chunk_size: int, prog
                 batches.append(pl.from_arrow(batch))
                 bar.update(batch.num_rows)
             frame = pl.concat(batches) if batches else pl.DataFrame()
-            staging.write("records", i, lambda tmp: frame.write_parquet(tmp))
+            staging.write("records", i, lambda tmp: frame.write_parquet(tmp, row_group_size=max(1, frame.height)))
     stage.counts["images"] = perceiver.items
     return RecordTable.open(staging.root / "records", where="staged records")
 
@@ -155,6 +155,11 @@ def _histograms(staging: Staging, chunks: int) -> dict[str, dict[str, np.ndarray
             counts = out.setdefault(family, {}).setdefault(cell, np.zeros(balance.BUCKETS, dtype=np.int64))
             np.add.at(counts, part["bucket"].to_numpy(), part["rows"].to_numpy())
     return out
+
+
+def _save_array(path: Path, values: np.ndarray) -> None:
+    with path.open("wb") as file:
+        np.save(file, values)
 
 
 def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> list[tuple[str, str]]:
@@ -205,10 +210,9 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         with stages.stage("perceive") as stage:
             table = _stage_records(perceiver, staging, chunk_size, progress, stage)
     assert table is not None
-    if limit is not None and table.rows > limit:
-        table = RecordTable(table.paths, table.lance, limit)
-
-    plan = ChunkPlan(loaded, seed, table, chunk_size, Path(db), table_name, staging.root)
+    table = table.limited(limit) if limit is not None else table
+    ranges = tuple(table.chunks(chunk_size))
+    plan = ChunkPlan(loaded, seed, table, ranges, Path(db), table_name, staging.root)
     chunks = report.chunks = plan.chunks
     report.resumed.update(counted=len(staging.done("counted") & set(range(chunks))),
                           written=len(staging.done("written") & set(range(chunks))))
@@ -219,7 +223,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         duplicates_file = staging.root / "duplicates.npy"
         if not duplicates_file.exists():  # images met twice are judged once: their later rows are skipped
             duplicates = table.duplicates(chunk_size)
-            staging.save_array("duplicates.npy", lambda tmp: np.save(tmp.open("wb"), duplicates))
+            staging.save_file("duplicates.npy", lambda tmp: _save_array(tmp, duplicates))
         report.duplicates = int(np.load(duplicates_file).size)
         todo = [i for i in range(chunks) if i not in staging.done("counted")]
         run_pass(plan, COUNT, todo, workers, progress, f"judging, pass 1 of 2: counting ({chunks} chunks)")
@@ -240,7 +244,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
 
     with stages.stage("write") as stage:
         store.table(table_name, QA_SCHEMA)  # created (empty) here, once, before workers write its data files
-        plan = ChunkPlan(loaded, seed, table, chunk_size, Path(db), table_name, staging.root, limits.to_json())
+        plan = ChunkPlan(loaded, seed, table, ranges, Path(db), table_name, staging.root, limits.to_json())
         todo = [i for i in range(chunks) if i not in staging.done("written")]
         run_pass(plan, WRITE, todo, workers, progress, f"judging, pass 2 of 2: phrasing and writing ({chunks} chunks)")
         if chunks not in staging.done("written"):  # the boundary rows of over-full cells, decided together
@@ -257,9 +261,12 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         fragments = staging.fragments()
         planned = staging.root / "commit.json"  # written before the commit: a rerun after it reports the same
         if not (planned.exists() and store.committed(table_name, fragments)):
-            planned.write_text(json.dumps(store.planned_write(table_name, spec.name, loaded.spec_hash, fragments).__dict__))
+            plan_json = json.dumps(store.planned_write(table_name, spec.name, loaded.spec_hash, fragments).__dict__)
+            staging.save_file("commit.json", lambda tmp: tmp.write_text(plan_json))
             store.commit_rows(table_name, spec.name, fragments)
         report.write = WriteResult(**json.loads(planned.read_text()))
+        stage.counts["QA"] = report.qa_rows
+    with stages.stage("index") as stage:  # the rows are visible; indexes make filtered queries fast
         store.maintain(table_name)
         stage.counts["QA"] = report.qa_rows
     report.seconds = time.perf_counter() - clock

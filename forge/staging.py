@@ -1,8 +1,8 @@
 """A build's work in progress, kept on disk so a build that dies resumes where it stopped.
 
 `<db>/.forge-staging/<table>.<spec name>/` holds the staged perception records, each chunk's
-first-pass counts, the metadata of the data files each chunk wrote, and the rows set aside for
-balancing. Every file is written under a temporary name and renamed, so a file is complete or
+first-pass counts and verified candidates (what the second pass phrases; deleted once phrased),
+the metadata of the data files each chunk wrote, and the rows set aside for balancing. Every file is written under a temporary name and renamed, so a file is complete or
 absent. A rerun of the same build (same key: spec hash, seed, limit, chunk size, inputs) reuses
 what is there; any other build discards it, with the data files it wrote but never committed.
 """
@@ -18,7 +18,8 @@ from typing import Callable
 from forge.store import Store
 
 STAGING = ".forge-staging"
-SUFFIX = {"records": ".parquet", "counted": ".json", "cells": ".arrow", "written": ".json", "boundary": ".arrow"}
+SUFFIX = {"records": ".parquet", "counted": ".json", "cells": ".arrow", "verified": ".arrow", "written": ".json",
+          "boundary": ".arrow"}
 
 
 class Staging:
@@ -39,15 +40,16 @@ class Staging:
             cls._atomic(state, lambda tmp: tmp.write_text(json.dumps({"key": key, "table": table})))
         return staging
 
-    def path(self, kind: str, index: int) -> Path:
-        return self.root / kind / f"{index:06d}{SUFFIX[kind]}"
+    def path(self, kind: str, index: int, part: str | None = None) -> Path:
+        """A chunk's file of `kind`; `part` names one of several (verified candidates per family)."""
+        return self.root / kind / (f"{index:06d}{'.' + part if part else ''}{SUFFIX[kind]}")
 
     def done(self, kind: str) -> set[int]:
-        return {int(p.stem) for p in (self.root / kind).glob(f"*{SUFFIX[kind]}")}
+        return {int(p.name.split(".")[0]) for p in (self.root / kind).glob(f"*{SUFFIX[kind]}")}
 
-    def write(self, kind: str, index: int, save: Callable[[Path], object]) -> None:
+    def write(self, kind: str, index: int, save: Callable[[Path], object], part: str | None = None) -> None:
         """Write one file through `save(temporary path)`, then rename it into place."""
-        self._atomic(self.path(kind, index), save)
+        self._atomic(self.path(kind, index, part), save)
 
     def write_json(self, kind: str, index: int, data: object) -> None:
         self.write(kind, index, lambda tmp: tmp.write_text(json.dumps(data)))
@@ -64,7 +66,7 @@ class Staging:
     def fragments(self) -> list[dict]:
         return [f for i in sorted(self.done("written")) for f in self.read_json("written", i)["fragments"]]
 
-    def save_array(self, name: str, save: Callable[[Path], object]) -> Path:
+    def save_file(self, name: str, save: Callable[[Path], object]) -> Path:
         target = self.root / name
         self._atomic(target, save)
         return target

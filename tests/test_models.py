@@ -251,7 +251,7 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
     assert {s.name: s.counts for s in report.stages.stages} == {
         "setup": {}, "identify": {"images": 6}, "models": {"images": 6}, "perceive": {"images": 6},
         "count": {"images": 6, "candidates": sum(sum(f.values()) for f in report.funnel.values())},
-        "write": {"QA": report.qa_rows}, "commit": {"QA": report.qa_rows}}
+        "write": {"QA": report.qa_rows}, "commit": {"QA": report.qa_rows}, "index": {"QA": report.qa_rows}}
 
     progress = RecordingProgress()
     report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)

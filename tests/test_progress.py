@@ -38,14 +38,14 @@ def test_progress_moves_per_batch_and_chunk_and_stages_report_throughput(tmp_pat
     assert count["updates"] == write["updates"] == [20, 20, 20]  # a chunk's images as the chunk finishes
 
     stages = {s.name: s for s in report.stages.stages}
-    assert list(stages) == ["setup", "perceive", "count", "write", "commit"]
+    assert list(stages) == ["setup", "perceive", "count", "write", "commit", "index"]
     assert stages["setup"].counts == {}
     assert stages["perceive"].counts == {"images": 60}
     assert stages["count"].counts == {"images": 60, "candidates": sum(sum(f.values()) for f in report.funnel.values())}
-    assert stages["write"].counts == stages["commit"].counts == {"QA": report.qa_rows}
+    assert stages["write"].counts == stages["commit"].counts == stages["index"].counts == {"QA": report.qa_rows}
     assert all(s.seconds > 0 for s in stages.values())
     assert sum(s.seconds for s in stages.values()) <= report.seconds < sum(s.seconds for s in stages.values()) + 0.5
-    assert "  chunks        3 of up to 20 images" in report.lines()
+    assert "  chunks        3 of up to 20 images, judged by 1 worker process" in report.lines()
     text = "\n".join(report.lines())
     total = re.search(r"total\s+([\d.]+) s  60 images \(([\d.,]+) images/s\), (\d+) QA \(([\d.,]+) QA/s\)", text)
     assert total, text

@@ -39,6 +39,15 @@ class FamilyJudge:
     def name(self) -> str:
         return self.family.name
 
+    def phrase_columns(self) -> list[str]:
+        """The columns of verified candidates that balancing and phrasing read (what pass 1 keeps)."""
+        needed = {"img", "key", "pick", "margin", "holds", *self.shape.phrase_columns()}
+        for expr in [*self.shape.keys(), *self.relation.values.values()]:
+            needed.update(expr.meta.root_names())
+        if self.mode is not None:
+            needed.update(("cell", "order", "bucket"))
+        return sorted(needed)
+
     def steps(self) -> list[str]:
         """Funnel steps in order, ending with balance (when the family balances)."""
         formed = self.shape.rule_names(self.context.spec, self.context.needs_metric)
@@ -65,18 +74,20 @@ class FamilyJudge:
         if self.mode is not None:
             kept = questions.add_cell(kept, self.family, self.shape, self.relation, self.mode)
             kept = balance.add_order(kept, self.shape.keys(), self.name, self.context.seed)
-        return kept, funnel
+        return kept.select(self.phrase_columns()), funnel
 
 
 @dataclass
 class ChunkCount:
-    """What the first pass learns from a chunk."""
+    """What the first pass learns from a chunk, and the verified candidates the second pass phrases."""
 
     images: int = 0
     objects: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     funnel: dict[str, dict[str, int]] = field(default_factory=dict)  # "kept" = passed every rule
     cells: pl.DataFrame | None = None  # family, cell, bucket, rows
+    verified: dict[str, pl.DataFrame] = field(default_factory=dict)  # family -> its phrase columns
+    images_out: pl.DataFrame | None = None  # img and the image columns QA rows carry
 
 
 class Judge:
@@ -123,34 +134,37 @@ class Judge:
         chunk = self._objects(records)
         errors = records.filter(pl.col("error").is_not_null())
         out = ChunkCount(images=records.height, objects=chunk.objects.height,
-                         failures=list(zip(errors["image_uri"].to_list(), errors["error"].to_list())))
+                         failures=list(zip(errors["image_uri"].to_list(), errors["error"].to_list())),
+                         images_out=chunk.images.select("img", *IMAGE_OUTPUT))
         cells = []
         for judge in self.families:
             kept, out.funnel[judge.name] = judge.verified(chunk)
+            out.verified[judge.name] = kept
             if judge.mode is not None:
                 cells.append(balance.histogram(kept).with_columns(family=pl.lit(judge.name)))
         out.cells = pl.concat(cells) if cells else None
         return out
 
-    def phrase(self, records: pl.DataFrame, limits: balance.Limits) -> tuple[pa.Table, pl.DataFrame]:
-        """(QA rows this chunk keeps for sure, boundary rows with family, cell and order for the end)."""
-        chunk = self._objects(records)
+    def phrase(self, verified: dict[str, pl.DataFrame], images: pl.DataFrame,
+               limits: balance.Limits) -> tuple[pa.Table, pl.DataFrame]:
+        """(QA rows a chunk keeps for sure, boundary rows with family, cell and order for the end),
+        from its verified candidates and image columns (`count`'s `verified` and `images_out`)."""
         sure, boundary = [], []
         for judge in self.families:
-            kept, _ = judge.verified(chunk)
+            kept = verified[judge.name]
             if judge.mode is not None:
                 kept, edge = balance.split_kept(kept, judge.name, limits)
                 if not edge.is_empty():
-                    boundary.append(self._rows(chunk, judge, edge, extra=("cell", "order")))
+                    boundary.append(self._rows(images, judge, edge, extra=("cell", "order")))
             if not kept.is_empty():
-                sure.append(self._rows(chunk, judge, kept))
+                sure.append(self._rows(images, judge, kept))
         rows = pl.concat(sure) if sure else pl.DataFrame(schema=pl.from_arrow(QA_SCHEMA.empty_table()).schema)
         edge = pl.concat(boundary) if boundary else pl.DataFrame()
         return self.to_qa(rows), edge
 
-    def _rows(self, chunk: ChunkObjects, judge: FamilyJudge, kept: pl.DataFrame, extra: tuple[str, ...] = ()) -> pl.DataFrame:
+    def _rows(self, images: pl.DataFrame, judge: FamilyJudge, kept: pl.DataFrame, extra: tuple[str, ...] = ()) -> pl.DataFrame:
         text = questions.phrase(kept, judge.family, judge.shape, judge.relation, self.loaded.spec_hash)
-        images = chunk.images.select(IMAGE_OUTPUT)[text["img"].to_numpy()]
+        images = images.select(IMAGE_OUTPUT)[text["img"].to_numpy()]
         spec = self.loaded.spec
         lineage = {"spec_name": pl.lit(spec.name), "spec_hash": pl.lit(self.loaded.spec_hash),
                    "seed": pl.lit(self.seed, pl.Int64)}

@@ -1,10 +1,10 @@
 """Judging a whole build, a chunk at a time, as one Daft plan over the chunks.
 
 Each pass is a Daft frame with one row per chunk and a class UDF that judges it: on the native
-runner in this process, on Daft's Ray runner on the cluster's workers. A worker reads its chunk
-of records from the table, judges it with Polars and writes what it made to the staging folder
-(and, in the second pass, the QA rows as Lance data files); only chunk numbers travel back, so no
-process ever holds more than a chunk's candidates.
+runner in this process, on Daft's Ray runner on the cluster's workers. In the first pass a worker
+reads its chunk of records, judges it with Polars and stages the counts and the verified
+candidates; in the second it phrases the candidates its chunk keeps and writes them as Lance data
+files. Only chunk numbers travel back, so no process ever holds more than a chunk's candidates.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ChunkPlan:
     loaded: LoadedSpec
     seed: int
     table: RecordTable
-    chunk_size: int
+    ranges: tuple[tuple[int, int], ...]  # (first row, rows) of each chunk in the table
     db: Path
     table_name: str
     staging: Path
@@ -45,15 +45,15 @@ class ChunkPlan:
 
     @property
     def chunks(self) -> int:
-        return -(-self.table.rows // self.chunk_size)
+        return len(self.ranges)
 
     def images(self, chunk: int) -> int:
-        return min(self.chunk_size, self.table.rows - chunk * self.chunk_size)
+        return self.ranges[chunk][1]
 
     def records(self, chunk: int, duplicates: np.ndarray) -> pl.DataFrame:
         """The chunk's records, without images already seen earlier in the table."""
-        start = chunk * self.chunk_size
-        frame = self.table.read(start, self.chunk_size)
+        start, count = self.ranges[chunk]
+        frame = self.table.read(start, count)
         lo, hi = np.searchsorted(duplicates, [start, start + frame.height])
         if hi > lo:
             frame = frame.with_row_index("row").filter(~pl.col("row").is_in(duplicates[lo:hi] - start)).drop("row")
@@ -76,20 +76,26 @@ class _Worker:
         self.limits = Limits.from_json(plan.limits) if plan.limits is not None else None
 
     def __call__(self, chunk: int) -> int:
-        records = self.plan.records(chunk, self.duplicates)
+        staging = self.staging
         if self.phase == COUNT:
-            counted = self.judge.count(records)
+            counted = self.judge.count(self.plan.records(chunk, self.duplicates))
             if counted.cells is not None:
-                self.staging.write("cells", chunk, lambda tmp: counted.cells.write_ipc(tmp))
-            self.staging.write_json("counted", chunk, {
+                staging.write("cells", chunk, lambda tmp: counted.cells.write_ipc(tmp))
+            for family, frame in {**counted.verified, "images": counted.images_out}.items():
+                staging.write("verified", chunk, lambda tmp: frame.write_ipc(tmp, compression="lz4"), part=family)
+            staging.write_json("counted", chunk, {  # last: a chunk is counted once this file exists
                 "images": counted.images, "objects": counted.objects, "failures": counted.failures,
                 "funnel": counted.funnel, "worker": here()})
         else:
-            rows, boundary = self.judge.phrase(records, self.limits)
-            fragments = self.staging.store.stage_rows(self.plan.table_name, rows)
+            parts = {f.name: pl.read_ipc(staging.path("verified", chunk, f.name)) for f in self.judge.families}
+            images = pl.read_ipc(staging.path("verified", chunk, "images"))
+            rows, boundary = self.judge.phrase(parts, images, self.limits)
+            fragments = staging.store.stage_rows(self.plan.table_name, rows)
             if not boundary.is_empty():
-                self.staging.write("boundary", chunk, lambda tmp: boundary.write_ipc(tmp))
-            self.staging.write_json("written", chunk, {"rows": rows.num_rows, "fragments": fragments})
+                staging.write("boundary", chunk, lambda tmp: boundary.write_ipc(tmp))
+            staging.write_json("written", chunk, {"rows": rows.num_rows, "fragments": fragments})
+            for family in [*parts, "images"]:  # phrased: no longer needed
+                staging.path("verified", chunk, family).unlink()
         return self.plan.images(chunk)
 
 

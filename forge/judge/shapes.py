@@ -25,8 +25,6 @@ from forge.judge.relations.base import iou
 from forge.spec.schema import Family, Spec
 
 SIDES = "abc"
-MAX_SET = 5  # depth_extreme options
-MAX_COUNT = 10  # counting: the most objects a count question names
 BOX = ("x1", "y1", "x2", "y2")
 METRIC_RULE = "metric_depth"
 
@@ -105,6 +103,10 @@ class Shape(ABC):
         """Choices when the options are data (sets); None: the forms' choices."""
         return None
 
+    @abstractmethod
+    def phrase_columns(self) -> list[str]:
+        """Candidate columns `objects`, `choices` and the labels templates name are made from."""
+
 
 @dataclass(frozen=True)
 class Tuples(Shape):
@@ -176,6 +178,9 @@ class Tuples(Shape):
     def keys(self) -> list[pl.Expr]:
         return [pl.col(f"{side}_idx") for side in self.sides]
 
+    def phrase_columns(self) -> list[str]:
+        return [f"{side}_{c}" for side in self.sides for c in ("label", *BOX)]
+
     def objects(self, frame: pl.DataFrame) -> pl.Series:
         # built flat and folded into fixed-width lists: Polars nests structs in lists slowly
         k, n = self.arity, frame.height
@@ -190,14 +195,10 @@ def _member_struct() -> pl.Expr:
     return pl.struct(pl.col("label"), pl.concat_arr([pl.col(k) for k in BOX]).arr.to_list().alias("box")).alias("objects")
 
 
-def _list_keys(size: int) -> list[pl.Expr]:
-    return [pl.col("idxs").list.get(p, null_on_oob=True).fill_null(-1) for p in range(size)]
-
-
 @dataclass(frozen=True)
 class Sets(Shape):
     """One set per image: its objects that passed the object rules, in a seeded order, cut to a
-    seeded size in the family's `set_size` range. Lists `labels`, `depths`, `idxs` in option order."""
+    seeded size in the family's `set_size` range. Lists `labels`, `depths` and `objects` in option order."""
 
     kind = "set"
     sides = ""
@@ -222,7 +223,7 @@ class Sets(Shape):
         members = eligible.join(sizes.select("img", pl.min_horizontal("wanted", "eligible").alias("set_size")), on="img")
         members = members.filter(pl.col("slot") < pl.col("set_size"))
         sets = members.group_by("img", maintain_order=True).agg(
-            pl.col("set_size").first(), idxs=pl.col("idx"), labels=pl.col("label"), depths=pl.col("depth"),
+            pl.col("set_size").first(), labels=pl.col("label"), depths=pl.col("depth"),
             objects=_member_struct())
         frame = images.drop("wanted").join(sets, on="img", how="left").with_columns(pl.col("set_size").fill_null(0))
         return frame, {"considered": frame.height}
@@ -231,13 +232,16 @@ class Sets(Shape):
         return [("set_size", pl.col("set_size") >= family.set_size[0])]
 
     def keys(self) -> list[pl.Expr]:
-        return _list_keys(MAX_SET)
+        return []  # an image has one set per family: the image key identifies it
 
     def objects(self, frame: pl.DataFrame) -> pl.Series:
         return frame["objects"]
 
     def choices(self) -> pl.Expr:
         return pl.col("labels")
+
+    def phrase_columns(self) -> list[str]:
+        return ["objects", "labels"]
 
 
 @dataclass(frozen=True)
@@ -281,8 +285,11 @@ class Groups(Shape):
                 ("max_count", pl.col("count") <= family.max_count)]
 
     def keys(self) -> list[pl.Expr]:
-        return _list_keys(MAX_COUNT)
+        return [pl.col("idxs").list.first()]  # groups partition an image's confident objects: the first names it
 
     def objects(self, frame: pl.DataFrame) -> pl.Series:
         return frame["objects"]
+
+    def phrase_columns(self) -> list[str]:
+        return ["objects", "a_label"]
 

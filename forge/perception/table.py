@@ -52,11 +52,16 @@ def _check_schema(schema: pa.Schema, where: str) -> None:
 
 @dataclass(frozen=True)
 class RecordTable:
-    """A table of perception records: sorted Parquet files, or one Lance dataset."""
+    """A table of perception records: sorted Parquet files, or one Lance dataset.
+
+    `groups` are the row counts of its Parquet row groups in order (decoding is per row group, so a
+    chunk never splits one); empty for Lance, which reads any row range directly.
+    """
 
     paths: tuple[str, ...]
     lance: bool
     rows: int
+    groups: tuple[int, ...] = ()
 
     @classmethod
     def open(cls, path: str | Path, where: str = "source.path") -> RecordTable:
@@ -74,7 +79,7 @@ class RecordTable:
         files = sorted(str(p) for p in folder.rglob("*.parquet")) if folder.is_dir() else sorted(globbing.glob(path, recursive=True))
         if not files:
             raise ForgeError(f"{where} {path}: no Parquet files there (give a .parquet file, a folder or a glob, or a .lance dataset)")
-        rows = 0
+        groups: list[int] = []
         for file in files:
             try:
                 meta = pq.read_metadata(file)
@@ -82,8 +87,39 @@ class RecordTable:
             except (OSError, pa.ArrowInvalid) as exc:
                 raise ForgeError(f"{where} {file}: not a readable Parquet file: {' '.join(str(exc).split())[:200]}") from None
             _check_schema(schema, f"{where} {file}")
-            rows += meta.num_rows
-        return cls(tuple(files), False, rows)
+            groups += [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        return cls(tuple(files), False, sum(groups), tuple(groups))
+
+    def limited(self, rows: int) -> RecordTable:
+        """The first `rows` rows (--limit)."""
+        if rows >= self.rows:
+            return self
+        groups, left = [], rows
+        for size in self.groups:
+            if left <= 0:
+                break
+            groups.append(min(size, left))
+            left -= size
+        return RecordTable(self.paths, self.lance, rows, tuple(groups))
+
+    def chunks(self, chunk_size: int) -> list[tuple[int, int]]:
+        """(first row, rows) of each chunk, at most `chunk_size` rows: whole Parquet row groups where
+        they are smaller (a row group is decoded whole, so splitting one decodes it again for every
+        piece: tables written with row groups of at most the chunk size read fastest)."""
+        if self.lance or not self.groups:
+            return [(start, min(chunk_size, self.rows - start)) for start in range(0, self.rows, chunk_size)]
+        chunks, start, size = [], 0, 0
+        for rows in self.groups:
+            if size and size + rows > chunk_size:
+                chunks.append((start, size))
+                start, size = start + size, 0
+            while size + rows > chunk_size:  # a row group bigger than a chunk: cut it
+                chunks.append((start, chunk_size))
+                start, rows = start + chunk_size, rows - chunk_size
+            size += rows
+        if size:
+            chunks.append((start, size))
+        return chunks
 
     def fingerprint(self) -> str:
         """Changes when any file changes: names, sizes, modification times."""
@@ -112,8 +148,8 @@ class RecordTable:
         Holds one 8-byte key per image: the only per-image state a build keeps across chunks.
         """
         keys = []
-        for start in range(0, self.rows, chunk_size):
-            ids = self.read(start, chunk_size, ["image_id"])["image_id"]
+        for start, count in self.chunks(chunk_size):
+            ids = self.read(start, count, ["image_id"])["image_id"]
             known = ids.is_not_null().to_numpy()
             chunk = np.zeros(ids.len(), dtype=np.uint64)
             chunk[known] = image_keys(ids.filter(ids.is_not_null())).to_numpy()
