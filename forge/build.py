@@ -29,7 +29,7 @@ from forge.judge.driver import COUNT, WRITE, ChunkPlan, here, run_pass
 from forge.perception.cached_models import ModelPerceiver, ModelRunStats
 from forge.perception.models import RunOptions
 from forge.perception.sources import Perceiver, perceiver_for
-from forge.perception.table import RecordTable
+from forge.perception.table import RECORD_POLARS, RecordTable
 from forge.progress import ProgressFactory, Stage, StageTimes, no_progress
 from forge.runner import judge_workers
 from forge.spec.load import LoadedSpec
@@ -137,8 +137,8 @@ def _stage_records(perceiver: Perceiver, staging: Staging, chunk_size: int, prog
             for batch in perceiver.records(i * chunk_size, min((i + 1) * chunk_size, perceiver.items)).to_arrow_iter():
                 batches.append(pl.from_arrow(batch))
                 bar.update(batch.num_rows)
-            frame = pl.concat(batches) if batches else pl.DataFrame()
-            staging.write("records", i, lambda tmp: frame.write_parquet(tmp, row_group_size=max(1, frame.height)))
+            frame = pl.concat(batches) if batches else pl.DataFrame(schema=RECORD_POLARS)
+            staging.write("records", i, lambda tmp, f=frame: f.write_parquet(tmp, row_group_size=max(1, f.height)))
     stage.counts["images"] = perceiver.items
     return RecordTable.open(staging.root / "records", where="staged records")
 

@@ -31,7 +31,7 @@ def test_every_shipped_spec_validates():
 
 @pytest.mark.parametrize("spec, operators", [
     ("demo.yaml", ["RenderSynthetic", "== Judging ==", 'unique_labels: keep [(col("label_count")) == (dyn int: 1)]',
-                   "family depth_order: tuples of 2 objects (a, b)", "rule min_margin: keep [(col(\"margin\")) >= (dyn float: 0.15)]"]),
+                   "family depth_order: every pair of objects (a, b)", "rule min_margin: keep [(col(\"margin\")) >= (dyn float: 0.15)]"]),
     ("depth_order.yaml", ["IdentifyImages", "PrepareImages", "EstimateDepth", "DetectObjects", "ModelRecord",
                           "family depth_order", "balanced by position"]),
 ])

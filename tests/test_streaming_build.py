@@ -110,7 +110,9 @@ def test_a_records_table_that_is_not_one_is_one_line_errors(records, tmp_path):
     pq.write_table(bad, tmp_path / "bad.parquet")
     (tmp_path / "empty").mkdir()
     (tmp_path / "text.parquet").write_text("not parquet")
-    cases = {"bad.parquet": "not a table of perception records: no column 'depth_kind'",
+    pq.write_table(pq.read_table(records).slice(0, 0), tmp_path / "none.parquet")
+    cases = {"none.parquet": "the table holds no records",
+             "bad.parquet": "not a table of perception records: no column 'depth_kind'",
              "empty": "no Parquet files there",
              "text.parquet": "not a readable Parquet file",
              "missing/*.parquet": "no Parquet files there"}

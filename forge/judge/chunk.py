@@ -109,10 +109,8 @@ class Judge:
         out = [f"per chunk of up to {chunk_size} images, with Polars; object rules before any tuple is formed:"]
         out += [f"  {name}: keep {expr}" for name, expr in object_rules(spec)]
         for judge in self.families:
-            shape, relation = judge.shape, judge.relation
-            what = f"tuples of {len(shape.sides)} objects ({', '.join(shape.sides)})" if shape.kind == "tuple" else \
-                f"one {shape.kind} per {'image' if shape.kind == 'set' else 'image and label'}"
-            out.append(f"family {judge.name}: {what}; {relation.meaning}")
+            relation = judge.relation
+            out.append(f"family {judge.name}: {judge.shape.describe()}; {relation.meaning}")
             if relation.holds is not None:
                 out.append(f"  holds  = {relation.holds}")
             out.append(f"  margin = {relation.margin}")

@@ -82,7 +82,7 @@ class _Worker:
             if counted.cells is not None:
                 staging.write("cells", chunk, lambda tmp: counted.cells.write_ipc(tmp))
             for family, frame in {**counted.verified, "images": counted.images_out}.items():
-                staging.write("verified", chunk, lambda tmp: frame.write_ipc(tmp, compression="lz4"), part=family)
+                staging.write("verified", chunk, lambda tmp, f=frame: f.write_ipc(tmp, compression="lz4"), part=family)
             staging.write_json("counted", chunk, {  # last: a chunk is counted once this file exists
                 "images": counted.images, "objects": counted.objects, "failures": counted.failures,
                 "funnel": counted.funnel, "worker": here()})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import polars as pl
 
 U64 = pl.UInt64
@@ -41,9 +40,12 @@ def add_hash(frame: pl.DataFrame, name: str, values: list[pl.Expr | str], seed_s
 
 
 def image_keys(image_ids: pl.Series) -> pl.Series:
-    """A u64 key per image id: forge's ids are hex content hashes (their first 16 digits are the key);
-    other ids (from tables made elsewhere) are hashed."""
-    if image_ids.len() and image_ids.str.contains(r"^[0-9a-f]{16}").all():
-        return image_ids.str.slice(0, 16).str.to_integer(base=16, dtype=U64)
-    keys = [salt("image", i) for i in image_ids.to_list()]
-    return pl.Series(np.array(keys, dtype=np.uint64))
+    """A u64 key per image id, decided by the id alone: forge's ids are hex content hashes (their first
+    16 digits are the key); any other id (from a table made elsewhere) is hashed."""
+    hex_like = image_ids.str.contains(r"^[0-9a-f]{16}")
+    keys = image_ids.str.slice(0, 16).str.to_integer(base=16, dtype=U64, strict=False)
+    others = (~hex_like).arg_true()
+    if others.len():
+        hashed = pl.Series([salt("image", i) for i in image_ids.gather(others).to_list()], dtype=U64)
+        keys = keys.scatter(others, hashed)
+    return keys

@@ -79,6 +79,10 @@ class Shape(ABC):
     takes_custom_rules: bool = False
 
     @abstractmethod
+    def describe(self) -> str:
+        """What the candidates are, for `forge explain`."""
+
+    @abstractmethod
     def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
         """Rules decided while forming candidates, in funnel order."""
 
@@ -120,6 +124,10 @@ class Tuples(Shape):
     @property
     def sides(self) -> str:  # type: ignore[override]
         return SIDES[: self.arity]
+
+    def describe(self) -> str:
+        what = {1: "every object (a)", 2: "every pair of objects (a, b)", 3: "every triple of objects (a, b, c)"}[self.arity]
+        return f"{what} that passed the object rules, named in seeded order"
 
     def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
         from forge.judge.objects import object_rules
@@ -205,6 +213,9 @@ class Sets(Shape):
     names_every_object = False
     answer_types = ("multiple_choice",)
 
+    def describe(self) -> str:
+        return "one set per image of the objects that passed the object rules, seeded order and size"
+
     def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
         return []
 
@@ -254,6 +265,9 @@ class Groups(Shape):
     sides = "a"  # the group's label
     names_every_object = False
     answer_types = ("number", "label")
+
+    def describe(self) -> str:
+        return "one group per image and label of the detections scored at least verify.min_score"
 
     def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
         return []

@@ -13,7 +13,6 @@ from functools import reduce
 
 import polars as pl
 
-from forge.judge.relations import Relation
 from forge.judge.relations.base import iou
 from forge.judge.shapes import Shape
 from forge.spec.expressions import BOOL, columns_for, compile_expression, required_arity

@@ -74,7 +74,7 @@ class RecordTable:
             except (OSError, ValueError) as exc:
                 raise ForgeError(f"{where} {path}: cannot open the Lance dataset: {' '.join(str(exc).split())[:200]}") from None
             _check_schema(dataset.schema, f"{where} {path}")
-            return cls((path,), True, dataset.count_rows())
+            return cls._nonempty(cls((path,), True, dataset.count_rows()), where, path)
         folder = Path(path)
         files = sorted(str(p) for p in folder.rglob("*.parquet")) if folder.is_dir() else sorted(globbing.glob(path, recursive=True))
         if not files:
@@ -88,7 +88,13 @@ class RecordTable:
                 raise ForgeError(f"{where} {file}: not a readable Parquet file: {' '.join(str(exc).split())[:200]}") from None
             _check_schema(schema, f"{where} {file}")
             groups += [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return cls(tuple(files), False, sum(groups), tuple(groups))
+        return cls._nonempty(cls(tuple(files), False, sum(groups), tuple(groups)), where, path)
+
+    @staticmethod
+    def _nonempty(table: RecordTable, where: str, path: str) -> RecordTable:
+        if not table.rows:  # a build of nothing would replace the spec's rows with none
+            raise ForgeError(f"{where} {path}: the table holds no records")
+        return table
 
     def limited(self, rows: int) -> RecordTable:
         """The first `rows` rows (--limit)."""
