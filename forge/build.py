@@ -180,6 +180,111 @@ def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> list[tuple
     return failures
 
 
+@dataclass
+class _Build:
+    """One build's context, its passes as methods in the order they run."""
+
+    loaded: LoadedSpec
+    seed: int
+    store: Store
+    staging: Staging
+    judge: Judge
+    report: BuildReport
+    progress: ProgressFactory
+    chunk_size: int
+
+    @property
+    def table_name(self) -> str:
+        return self.loaded.spec.output.table
+
+    def perceive(self, perceiver: Perceiver) -> RecordTable:
+        self.report.resumed["perceived"] = len(self.staging.done("records"))
+        perceiver.prepare(self.store, self.progress, self.report.stages)
+        with self.report.stages.stage("perceive") as stage:
+            return _stage_records(perceiver, self.staging, self.chunk_size, self.progress, stage)
+
+    def plan(self, table: RecordTable, limits: balance.Limits | None = None) -> ChunkPlan:
+        return ChunkPlan(self.loaded, self.seed, table, tuple(table.chunks(self.chunk_size)), self.store.path,
+                         self.table_name, self.staging.root, limits.to_json() if limits is not None else None)
+
+    def count(self, plan: ChunkPlan) -> list[tuple[str, str]]:
+        """First pass; returns the images that could not be perceived."""
+        report, staging = self.report, self.staging
+        with report.stages.stage("count") as stage:
+            duplicates_file = staging.root / "duplicates.npy"
+            if not duplicates_file.exists():  # images met twice are judged once: their later rows are skipped
+                duplicates = plan.table.duplicates(self.chunk_size)
+                staging.save_file("duplicates.npy", lambda tmp: _save_array(tmp, duplicates))
+            report.duplicates = int(np.load(duplicates_file).size)
+            todo = [i for i in range(plan.chunks) if i not in staging.done("counted")]
+            run_pass(plan, COUNT, todo, judge_workers(), self.progress,
+                     f"judging, pass 1 of 2: counting ({plan.chunks} chunks)")
+            failures = _aggregate(staging, plan.chunks, report)
+            stage.counts["images"] = report.images
+            stage.counts["candidates"] = sum(sum(c.values()) for c in report.funnel.values())
+        return failures
+
+    def limits(self, chunks: int) -> balance.Limits:
+        """The balance caps from every chunk's counts; the funnel completed with them."""
+        limits = balance.limits(_histograms(self.staging, chunks), self.judge.modes)
+        report = self.report
+        for family in self.judge.families:
+            counts = report.funnel.setdefault(family.name, {})
+            verified = counts.pop("kept", 0)
+            if family.mode is not None:
+                counts[balance.BALANCE_RULE] = limits.dropped(family.name)
+            counts["kept"] = verified - counts.get(balance.BALANCE_RULE, 0)
+            report.funnel[family.name] = {step: counts.get(step, 0) for step in family.steps() + ["kept"]}
+        for family, (cell, rows) in limits.single_cell().items():
+            report.warnings.append(f"family {family}: all {rows} kept answers fall in one answer cell ({cell!r}); "
+                                   f"dropped, since a family with one answer teaches a constant")
+        return limits
+
+    def write(self, plan: ChunkPlan, limits: balance.Limits) -> None:
+        """Second pass; then the rows set aside at the boundaries of over-full cells, decided together."""
+        staging, store, chunks = self.staging, self.store, plan.chunks
+        with self.report.stages.stage("write") as stage:
+            store.table(self.table_name, QA_SCHEMA)  # created (empty) here, once, before workers write its files
+            todo = [i for i in range(chunks) if i not in staging.done("written")]
+            run_pass(plan, WRITE, todo, judge_workers(), self.progress,
+                     f"judging, pass 2 of 2: phrasing and writing ({chunks} chunks)")
+            if chunks not in staging.done("written"):  # recorded as one chunk past the last
+                edges = [pl.read_ipc(staging.path("boundary", i)) for i in sorted(staging.done("boundary"))]
+                rows = Judge.to_qa(balance.resolve_boundary(pl.concat(edges), limits)) if edges else None
+                fragments = store.stage_rows(self.table_name, rows) if rows is not None else []
+                staging.write_json("written", chunks, {"rows": rows.num_rows if rows is not None else 0,
+                                                       "fragments": fragments})
+            self.report.qa_rows = sum(staging.read_json("written", i)["rows"] for i in range(chunks + 1))
+            stage.counts["QA"] = self.report.qa_rows
+
+    def commit(self) -> None:
+        """One commit makes the rows visible and removes the spec's previous build; then index upkeep."""
+        staging, store, spec = self.staging, self.store, self.loaded.spec
+        with self.report.stages.stage("commit") as stage:
+            fragments = staging.fragments()
+            planned = staging.root / "commit.json"  # written before the commit: a rerun after it reports the same
+            if not (planned.exists() and store.committed(self.table_name, fragments)):
+                plan = json.dumps(store.planned_write(self.table_name, spec.name, self.loaded.spec_hash, fragments).__dict__)
+                staging.save_file("commit.json", lambda tmp: tmp.write_text(plan))
+                store.commit_rows(self.table_name, spec.name, fragments)
+            self.report.write = WriteResult(**json.loads(planned.read_text()))
+            stage.counts["QA"] = self.report.qa_rows
+        with self.report.stages.stage("index") as stage:  # the rows are visible; indexes make filtered queries fast
+            store.maintain(self.table_name)
+            stage.counts["QA"] = self.report.qa_rows
+
+    def log(self, started: datetime, failures: list[tuple[str, str]]) -> None:
+        report, spec = self.report, self.loaded.spec
+        build_id = hashlib.sha256(f"{self.loaded.spec_hash}/{self.seed}/{started.isoformat()}".encode()).hexdigest()[:16]
+        self.store.record_errors(failures, spec.name, build_id)
+        self.store.record_build({
+            "build_id": build_id, "spec_name": spec.name, "spec_hash": self.loaded.spec_hash,
+            "spec_path": str(self.loaded.path), "seed": self.seed, "started_at": started.isoformat(),
+            "seconds": report.seconds, "images": report.images, "images_failed": sum(report.images_failed.values()),
+            "qa_rows": report.qa_rows, "qa_inserted": report.write.rows, "funnel": report.funnel,
+        })
+
+
 def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit: int | None = None,
               echo: Callable[[str], None] = print, options: RunOptions = RunOptions(),
               progress: ProgressFactory = no_progress, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -189,7 +294,6 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
     stages = StageTimes()
     spec = loaded.spec
     seed = spec.seed if seed is None else seed
-    table_name = spec.output.table
     with stages.stage("setup"):  # finding models, compiling the judge, opening the database and the staging
         _check_models(loaded)
         judge = Judge(loaded, seed)
@@ -199,84 +303,26 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         store = Store(db)  # only once the inputs are known to be readable
         key = _build_key(loaded, seed, limit, chunk_size, options, table)
         if not resume:
-            Staging.open(store, table_name, spec.name, key).discard(table_name)
-        staging = Staging.open(store, table_name, spec.name, key)
-    report = BuildReport(spec.name, loaded.spec_hash, seed, Path(db), table_name, chunk_size, stages=stages)
+            Staging.open(store, spec.output.table, spec.name, key).discard(spec.output.table)
+        staging = Staging.open(store, spec.output.table, spec.name, key)
+    report = BuildReport(spec.name, loaded.spec_hash, seed, Path(db), spec.output.table, chunk_size, stages=stages)
     if isinstance(perceiver, ModelPerceiver):
         report.models = perceiver.stats
+    build = _Build(loaded, seed, store, staging, judge, report, progress, chunk_size)
     if perceiver is not None:
-        report.resumed["perceived"] = len(staging.done("records"))
-        perceiver.prepare(store, progress, stages)
-        with stages.stage("perceive") as stage:
-            table = _stage_records(perceiver, staging, chunk_size, progress, stage)
+        table = build.perceive(perceiver)
     assert table is not None
-    table = table.limited(limit) if limit is not None else table
-    ranges = tuple(table.chunks(chunk_size))
-    plan = ChunkPlan(loaded, seed, table, ranges, Path(db), table_name, staging.root)
-    chunks = report.chunks = plan.chunks
-    report.resumed.update(counted=len(staging.done("counted") & set(range(chunks))),
-                          written=len(staging.done("written") & set(range(chunks))))
-
-    echo(f"judging {table.rows} images in {chunks} chunks ...")
-    workers = judge_workers()
-    with stages.stage("count") as stage:
-        duplicates_file = staging.root / "duplicates.npy"
-        if not duplicates_file.exists():  # images met twice are judged once: their later rows are skipped
-            duplicates = table.duplicates(chunk_size)
-            staging.save_file("duplicates.npy", lambda tmp: _save_array(tmp, duplicates))
-        report.duplicates = int(np.load(duplicates_file).size)
-        todo = [i for i in range(chunks) if i not in staging.done("counted")]
-        run_pass(plan, COUNT, todo, workers, progress, f"judging, pass 1 of 2: counting ({chunks} chunks)")
-        failures = _aggregate(staging, chunks, report)
-        stage.counts["images"] = report.images
-        stage.counts["candidates"] = sum(sum(c.values()) for c in report.funnel.values())
-    limits = balance.limits(_histograms(staging, chunks), judge.modes)
-    for family in judge.families:
-        counts = report.funnel.setdefault(family.name, {})
-        verified = counts.pop("kept", 0)
-        if family.mode is not None:
-            counts[balance.BALANCE_RULE] = limits.dropped(family.name)
-        counts["kept"] = verified - counts.get(balance.BALANCE_RULE, 0)
-        report.funnel[family.name] = {step: counts.get(step, 0) for step in family.steps() + ["kept"]}
-    for family, (cell, rows) in limits.single_cell().items():
-        report.warnings.append(f"family {family}: all {rows} kept answers fall in one answer cell ({cell!r}); "
-                               f"dropped, since a family with one answer teaches a constant")
-
-    with stages.stage("write") as stage:
-        store.table(table_name, QA_SCHEMA)  # created (empty) here, once, before workers write its data files
-        plan = ChunkPlan(loaded, seed, table, ranges, Path(db), table_name, staging.root, limits.to_json())
-        todo = [i for i in range(chunks) if i not in staging.done("written")]
-        run_pass(plan, WRITE, todo, workers, progress, f"judging, pass 2 of 2: phrasing and writing ({chunks} chunks)")
-        if chunks not in staging.done("written"):  # the boundary rows of over-full cells, decided together
-            edges = [pl.read_ipc(staging.path("boundary", i)) for i in sorted(staging.done("boundary"))]
-            taken = balance.resolve_boundary(pl.concat(edges), limits) if edges else None
-            rows = Judge.to_qa(taken) if taken is not None else None
-            fragments = store.stage_rows(table_name, rows) if rows is not None else []
-            staging.write_json("written", chunks, {"rows": rows.num_rows if rows is not None else 0, "fragments": fragments})
-        report.qa_rows = sum(staging.read_json("written", i)["rows"] for i in range(chunks + 1))
-        stage.counts["QA"] = report.qa_rows
-
+    plan = build.plan(table.limited(limit) if limit is not None else table)
+    report.chunks = plan.chunks
+    report.resumed.update(counted=len(staging.done("counted") & set(range(plan.chunks))),
+                          written=len(staging.done("written") & set(range(plan.chunks))))
+    echo(f"judging {plan.table.rows} images in {plan.chunks} chunks ...")
+    failures = build.count(plan)
+    limits = build.limits(plan.chunks)
+    build.write(build.plan(plan.table, limits), limits)
     echo(f"committing {report.qa_rows} QA rows to {db} ...")
-    with stages.stage("commit") as stage:
-        fragments = staging.fragments()
-        planned = staging.root / "commit.json"  # written before the commit: a rerun after it reports the same
-        if not (planned.exists() and store.committed(table_name, fragments)):
-            plan_json = json.dumps(store.planned_write(table_name, spec.name, loaded.spec_hash, fragments).__dict__)
-            staging.save_file("commit.json", lambda tmp: tmp.write_text(plan_json))
-            store.commit_rows(table_name, spec.name, fragments)
-        report.write = WriteResult(**json.loads(planned.read_text()))
-        stage.counts["QA"] = report.qa_rows
-    with stages.stage("index") as stage:  # the rows are visible; indexes make filtered queries fast
-        store.maintain(table_name)
-        stage.counts["QA"] = report.qa_rows
+    build.commit()
     report.seconds = time.perf_counter() - clock
-    build_id = hashlib.sha256(f"{loaded.spec_hash}/{seed}/{started.isoformat()}".encode()).hexdigest()[:16]
-    store.record_errors(failures, spec.name, build_id)
-    store.record_build({
-        "build_id": build_id, "spec_name": spec.name, "spec_hash": loaded.spec_hash, "spec_path": str(loaded.path),
-        "seed": seed, "started_at": started.isoformat(), "seconds": report.seconds, "images": report.images,
-        "images_failed": sum(report.images_failed.values()), "qa_rows": report.qa_rows,
-        "qa_inserted": report.write.rows, "funnel": report.funnel,
-    })
+    build.log(started, failures)
     staging.finish()
     return report

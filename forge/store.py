@@ -10,6 +10,8 @@ either the old build or the new one, never a mix.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,9 +173,17 @@ class Store:
         """
         table = self.db.open_table(table_name)
         indexed = {index.columns[0] for index in table.list_indices()}
-        for column, kind in QA_INDEXES.items():
-            if column not in indexed:
-                table.create_index(column, config=kind())
+        missing = [(column, kind) for column, kind in QA_INDEXES.items() if column not in indexed]
+
+        def create(item: tuple[str, type]) -> None:  # each index in its own thread: half the time on 2 cores
+            lancedb.connect(str(self.path)).open_table(table_name).create_index(item[0], config=item[1]())
+
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            futures = [pool.submit(create, item) for item in missing]
+        failed = [item for item, future in zip(missing, futures) if future.exception() is not None]
+        for item in failed:  # a commit conflict between two index builds: this one again, alone
+            create(item)
+        table = self.db.open_table(table_name)  # the version with the new indexes
         small = sum(1 for f in lance.dataset(self.path / f"{table_name}.lance").get_fragments()
                     if f.metadata.physical_rows < SMALL_FRAGMENT_ROWS)
         if small >= COMPACT_SMALL_FRAGMENTS:
