@@ -95,7 +95,7 @@ def main() -> None:
         photos = root / "photos"
         photos.mkdir()
         for i in range(args.images):
-            Image.fromarray(render_scene(11, i, 640, 480, 3, 6).rgb).save(photos / f"{i:04d}.jpg", quality=90)
+            Image.fromarray(render_scene(11, i, 640, 480, 3, 6, clutter=False).rgb).save(photos / f"{i:04d}.jpg", quality=90)
         spec = {"version": 1, "name": "bench", "source": {"kind": "images", "path": "photos"},
                 "perception": {"kind": "models", "depth": {"model": str(depth_dir), "batch_size": args.batch_size},
                                "grounding": {"model": str(owl_dir), "vocabulary": vocabulary, "threshold": 0.5,

@@ -7,20 +7,24 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as coco_mask
 
 from forge.perception.synthetic_scene import render_scene
 
 SCENES = 40
 
 
-def make_dataset(root: Path, depth_format: str, drop_depth_for: int | None = None, count: int = SCENES) -> dict[str, object]:
-    """Write scenes as a COCO dataset; returns file name -> scene."""
+def make_dataset(root: Path, depth_format: str, drop_depth_for: int | None = None, count: int = SCENES,
+                 masks: bool = False, clutter: bool = True, objects: tuple[int, int] = (3, 6)) -> dict[str, object]:
+    """Write scenes as a COCO dataset (with each object's visible pixels as RLE `segmentation` when
+    `masks`); returns file name -> scene."""
     (root / "images").mkdir(parents=True)
     (root / "depth").mkdir()
     categories: dict[str, int] = {}
     images, annotations, scenes = [], [], {}
     for index in range(count):
-        scene = render_scene(seed=3, index=index, width=320, height=240, min_objects=3, max_objects=6)
+        scene = render_scene(seed=3, index=index, width=320, height=240, min_objects=objects[0], max_objects=objects[1],
+                             clutter=clutter)
         name = f"scene_{index:03d}.png"
         scenes[name] = scene
         (root / "images" / name).write_bytes(scene.png_bytes())
@@ -30,11 +34,15 @@ def make_dataset(root: Path, depth_format: str, drop_depth_for: int | None = Non
             else:
                 np.save(root / "depth" / f"scene_{index:03d}.npy", scene.depth)
         images.append({"id": index + 1, "file_name": name, "width": 320, "height": 240})
-        for obj in scene.objects:
+        for i, obj in enumerate(scene.objects):
             cat = categories.setdefault(obj.label, len(categories) + 1)
             x1, y1, x2, y2 = obj.box_px
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": cat,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1]})
+            annotation = {"id": len(annotations) + 1, "image_id": index + 1, "category_id": cat,
+                          "bbox": [x1, y1, x2 - x1, y2 - y1]}
+            if masks:
+                rle = coco_mask.encode(np.asfortranarray(scene.mask(i).astype(np.uint8)))
+                annotation["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            annotations.append(annotation)
     coco = {"images": images, "annotations": annotations,
             "categories": [{"id": i, "name": n} for n, i in categories.items()]}
     (root / "instances.json").write_text(json.dumps(coco))

@@ -52,7 +52,7 @@ def _rotated_jpeg() -> bytes:
 
 
 def scene(i: int) -> Image.Image:
-    return Image.fromarray(render_scene(5, i, 160, 120, 3, 5).rgb)
+    return Image.fromarray(render_scene(5, i, 160, 120, 3, 5, clutter=False).rgb)
 
 
 GOOD = {

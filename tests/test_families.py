@@ -21,33 +21,39 @@ from forge.spec.load import load_spec
 from scene_data import make_dataset, use_annotations
 
 FAMILY_SPECS = sorted((REPO / "specs" / "families").glob("*.yaml"))
-SYNTHETIC_IMAGES = 80
+SYNTHETIC_IMAGES = 300
+ANNOTATED_SCENES = 200
 
 
-@pytest.fixture(scope="module", params=["synthetic", "annotations"])
+SOURCES = [("synthetic", "auto"), ("synthetic", "box_visible"), ("annotations", "auto"), ("annotations", "box_visible")]
+
+
+@pytest.fixture(scope="module", params=SOURCES, ids=lambda p: f"{p[0]}-{'masks' if p[1] == 'auto' else p[1]}")
 def built(request, tmp_path_factory):
-    """family name -> (family spec, rows), plus a function giving each row's scene."""
-    folder = tmp_path_factory.mktemp(request.param)
+    """family name -> (family spec, rows), plus a function giving each row's scene: every family of
+    specs/families in one build over cluttered scenes, with object depth from masks or, without them,
+    from the occlusion-aware box."""
+    kind, depth_from = request.param
+    folder = tmp_path_factory.mktemp(kind)
     scenes: dict[str, object] = {}
-    if request.param == "annotations":
-        by_file = make_dataset(folder / "data", "npy_m")
+    specs = [yaml.safe_load(path.read_text()) for path in FAMILY_SPECS]
+    spec = dict(specs[0], name="every_family", families=[f for s in specs for f in s["families"]])
+    spec["objects"] = {"depth_from": depth_from}
+    if kind == "annotations":
+        by_file = make_dataset(folder / "data", "npy_m", count=ANNOTATED_SCENES, masks=depth_from == "auto", objects=(4, 9))
         scene_of = lambda row: by_file[Path(row["image_uri"]).name]  # noqa: E731
+        spec = use_annotations(spec, "npy_m")
     else:
+        spec["source"]["images"] = SYNTHETIC_IMAGES
+
         def scene_of(row):
             if row["image_uri"] not in scenes:
                 scenes[row["image_uri"]] = render_uri(row["image_uri"])
             return scenes[row["image_uri"]]
-    families = {}
-    for path in FAMILY_SPECS:
-        spec = yaml.safe_load(path.read_text())
-        if request.param == "annotations":
-            spec = use_annotations(spec, "npy_m")
-        else:
-            spec["source"]["images"] = SYNTHETIC_IMAGES
-        loaded = load_spec(write_spec(folder, spec, name=path.name))
-        run_build(loaded, folder / "db", echo=lambda _: None)
-        for family in loaded.spec.families:
-            families[family.name] = family
+    loaded = load_spec(write_spec(folder, spec))
+    report = run_build(loaded, folder / "db", echo=lambda _: None)
+    assert report.images_failed == {}
+    families = {family.name: family for family in loaded.spec.families}
     rows = read_table(folder / "db").to_pylist()
     by_family = {name: [r for r in rows if r["family"] == name] for name in families}
     return families, by_family, scene_of
@@ -213,7 +219,7 @@ def test_counts_are_exact(built):
 def test_counting_refuses_duplicate_and_uncertain_detections(tmp_path):
     import json
 
-    scenes = make_dataset(tmp_path / "data", "npy_m")
+    scenes = make_dataset(tmp_path / "data", "npy_m", clutter=False)  # a known layout: labels 1 and 2 differ
     coco = json.loads((tmp_path / "data" / "instances.json").read_text())
     first, second = coco["annotations"][0], coco["annotations"][1]
     x, y, w, h = first["bbox"]

@@ -27,7 +27,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("interrupt")
     (root / "photos").mkdir()
     for i in range(IMAGES):
-        Image.fromarray(render_scene(9, i, 160, 120, 3, 5).rgb).save(root / "photos" / f"{i:02d}.jpg")
+        Image.fromarray(render_scene(9, i, 160, 120, 3, 5, clutter=False).rgb).save(root / "photos" / f"{i:02d}.jpg")
     spec = models_spec(str(save_tiny_depth(root / "depth")), str(save_tiny_owlvit(root / "owl")))
     spec["perception"]["depth"]["batch_size"] = spec["perception"]["grounding"]["batch_size"] = 2
     path = write_spec(root, spec)

@@ -42,7 +42,7 @@ def models_spec(depth: str, owl: str) -> dict:
 def write_photos(folder, count: int = 6) -> None:
     folder.mkdir()
     for i in range(count):
-        Image.fromarray(render_scene(1, i, 160, 120, 3, 5).rgb).save(folder / f"p{i}.jpg")
+        Image.fromarray(render_scene(1, i, 160, 120, 3, 5, clutter=False).rgb).save(folder / f"p{i}.jpg")
 
 
 def test_build_with_local_models(tmp_path, models):
@@ -77,7 +77,7 @@ def test_source_path_may_be_an_absolute_glob(tmp_path):
 def test_relative_depth_is_inverted_and_stored_small(models):
     depth, _ = models
     model = DepthModel(str(depth), pick_device("cpu"))
-    image = Image.fromarray(render_scene(1, 0, 160, 120, 3, 5).rgb)
+    image = Image.fromarray(render_scene(1, 0, 160, 120, 3, 5, clutter=False).rgb)
     prepared = model.inputs.prepare(image)
     assert prepared.shape == (56, 56, 3) and prepared.dtype == np.uint8
     reference = DPTImageProcessorPil.from_pretrained(depth)(images=[prepared], do_resize=False, return_tensors="pt")
@@ -94,7 +94,7 @@ def test_relative_depth_is_inverted_and_stored_small(models):
 def test_owl_scores_and_boxes_match_the_processor(models):
     _, owl = models
     model = GroundingModel(str(owl), pick_device("cpu"), VOCAB, threshold=0.01, max_objects=5)
-    image = Image.fromarray(render_scene(1, 2, 160, 120, 3, 5).rgb)
+    image = Image.fromarray(render_scene(1, 2, 160, 120, 3, 5, clutter=False).rgb)
     prepared = model.inputs.prepare(image)
     assert prepared.shape == (64, 64, 3)
     processor = OwlViTProcessor.from_pretrained(owl)
@@ -123,7 +123,7 @@ def test_owlv2_boxes_are_mapped_from_the_padded_square(tmp_path):
     model = GroundingModel(str(folder), pick_device("cpu"), VOCAB, threshold=0.01, max_objects=5)
     assert model.inputs.pads_square
     width, height = 160, 80  # wide: the square pads 80 rows below the picture
-    image = Image.fromarray(render_scene(1, 3, width, height, 2, 3).rgb)
+    image = Image.fromarray(render_scene(1, 3, width, height, 2, 3, clutter=False).rgb)
     prepared = model.inputs.prepare(image)
     assert prepared.shape == (64, 64, 3) and (prepared[40:] == 128).all()  # padding is the bottom half
     with torch.inference_mode():
@@ -150,7 +150,7 @@ def test_grounding_dino_scores_each_name_by_its_tokens(tmp_path):
         assert len(ids) <= 12
         named = [tokenizer.decode(ids[lo:hi]) for lo, hi in spans]
         assert all(name in vocabulary for name in named)
-    image = Image.fromarray(render_scene(1, 0, 200, 150, 3, 5).rgb)
+    image = Image.fromarray(render_scene(1, 0, 200, 150, 3, 5, clutter=False).rgb)
     prepared = model.inputs.prepare(image)
     scores, boxes = model.scores_and_boxes(prepared[None], [(200, 150)])
     assert scores.shape == (1, 20, len(vocabulary)) and boxes.shape == (1, 20, 4)

@@ -26,7 +26,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     if path.name == "explore.ipynb":
-        assert "QA written    1497 rows" in text and "the answer is the first choice in 47-53% of each family" in text
+        assert "QA written    1051 rows" in text and "the answer is the first choice in 47-53% of each family" in text
         assert len(images) == 3  # distributions, margins, example grid
     else:
         assert "families[0].relation.holds: unknown column 'a_areaa' in 'a_areaa > b_area' (did you mean a_area?)" in text

@@ -26,7 +26,7 @@ QUERIES = REPO / "queries"
 def db(tmp_path_factory):
     folder = tmp_path_factory.mktemp("query")
     run_build(load_spec(write_spec(folder, demo_dict(images=60))), folder / "db", echo=lambda _: None)
-    make_dataset(folder / "data", "npy_m", drop_depth_for=2, count=6)
+    make_dataset(folder / "data", "npy_m", drop_depth_for=2, count=6, clutter=False)
     run_build(load_spec(write_spec(folder, use_annotations(demo_dict(), "npy_m"), name="ann.yaml")), folder / "db",
               echo=lambda _: None)
     return folder / "db"

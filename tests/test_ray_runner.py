@@ -36,7 +36,7 @@ def _ray_build(spec, db, *options: str) -> str:
 def test_ray_runner_writes_the_native_runners_rows(tmp_path):
     specs = {"synthetic": write_spec(tmp_path, demo_dict(images=120), name="synthetic.yaml"),
              "annotations": write_spec(tmp_path, use_annotations(demo_dict(), "npy_m"), name="annotations.yaml")}
-    make_dataset(tmp_path / "data", "npy_m", count=40)
+    make_dataset(tmp_path / "data", "npy_m", count=40, masks=True, objects=(4, 9))
     for name, spec in specs.items():
         native = run_build(load_spec(spec), tmp_path / f"native_{name}", echo=lambda _: None)
         output = _ray_build(spec, tmp_path / f"ray_{name}", "--chunk-size", "25")  # several chunks, on Ray workers

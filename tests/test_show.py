@@ -104,7 +104,7 @@ def test_depth_overlay_shows_near_bright_and_far_dark(db, tmp_path):
 
 
 def test_depth_overlay_for_annotation_builds_reads_their_depth_maps(tmp_path):
-    make_dataset(tmp_path / "data", "png16_mm", count=6)
+    make_dataset(tmp_path / "data", "png16_mm", count=6, clutter=False)
     spec = write_spec(tmp_path, use_annotations(demo_dict(), "png16_mm"))
     run_build(load_spec(spec), tmp_path / "db", echo=lambda _: None)
     result = CliRunner().invoke(main, ["show", "--db", str(tmp_path / "db"), "--n", "2", "--depth", "--out",

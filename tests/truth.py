@@ -18,9 +18,9 @@ def _gap(a_low: int, a_high: int, b_low: int, b_high: int) -> float:
     return b_low - a_high if a_low + a_high < b_low + b_high else a_low - b_high
 
 
-def eligible_pairs(uri: str, min_area: float) -> dict[frozenset, dict]:
+def eligible_pairs(uri: str, min_area: float, scene=None) -> dict[frozenset, dict]:
     """Unordered pairs a demo-like spec may ask about, keyed by label pair, with exact geometry."""
-    scene = render_uri(uri)
+    scene = scene if scene is not None else render_uri(uri)
     height, width = scene.depth.shape
     counts = Counter(o.label for o in scene.objects)
     usable = []

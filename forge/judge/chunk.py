@@ -101,7 +101,8 @@ class Judge:
             shape, relation = relation_for(family)
             mode = balance.mode_for(family, relation.holds is not None, isinstance(shape, Sets))
             context = Context(spec, family, seed, relation.needs_metric)
-            self.families.append(FamilyJudge(family, shape, relation, rules_for(spec, family, shape), mode, context))
+            rules = rules_for(spec, family, shape, relation.whole_objects)
+            self.families.append(FamilyJudge(family, shape, relation, rules, mode, context))
 
     def describe(self, chunk_size: int) -> list[str]:
         """What judging a chunk does, family by family (`forge explain`)."""

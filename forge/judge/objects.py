@@ -35,7 +35,8 @@ IMAGE_COLUMNS: dict[str, str] = {
     "height": "image height in pixels",
     "fov_scale": "2·tan(horizontal field of view / 2): metres across the image per metre of depth",
 }
-OBJECT_COLUMNS: dict[str, str] = {**{name: doc for name, (_, doc) in OBJECT_FIELDS.items()}, **DERIVED_COLUMNS}
+OBJECT_COLUMNS: dict[str, str] = {**{name: doc for name, (_, doc) in OBJECT_FIELDS.items() if name != "mask"},
+                                  **DERIVED_COLUMNS}  # what relations and rules may read (a mask is pixels)
 IMAGE_OUTPUT = ("image_id", "image_uri", "perception", "depth_kind")  # carried into QA rows
 
 
@@ -68,6 +69,9 @@ def object_rules(spec: Spec) -> list[tuple[str, pl.Expr]]:
         rules.append(("unique_labels", c("label_count") == 1))
     if v.max_depth_spread is not None:
         rules.append(("depth_spread", c("depth_spread") <= v.max_depth_spread))
+    if v.max_occlusion is not None:  # a mask gives the object's own pixels: nothing in front can spoil its depth
+        rules.append(("occluded", (c("depth_source") == "mask") | c("occlusion").is_null()
+                      | (c("occlusion") <= v.max_occlusion)))
     return rules
 
 

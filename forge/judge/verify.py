@@ -27,7 +27,10 @@ def _all(conditions: list[pl.Expr]) -> pl.Expr:
     return reduce(lambda x, y: x & y, conditions)
 
 
-def rules_for(spec: Spec, family: Family, shape: Shape) -> list[tuple[str, pl.Expr]]:
+HIDDEN_RULE = "partly_hidden"
+
+
+def rules_for(spec: Spec, family: Family, shape: Shape, whole_objects: bool = False) -> list[tuple[str, pl.Expr]]:
     """(name, keep-expression) of the rules on a family's formed candidates, in evaluation order.
 
     `margin` is a column of the candidates by then (the relation's margin).
@@ -37,6 +40,8 @@ def rules_for(spec: Spec, family: Family, shape: Shape) -> list[tuple[str, pl.Ex
         sides = shape.sides
         pairs = [(x, y) for i, x in enumerate(sides) for y in sides[i + 1:]]
         v = spec.verify
+        if whole_objects:  # the relation reads extents or centres: no part of a named object may be hidden
+            rules.append((HIDDEN_RULE, _all([col(f"{s}_occlusion").is_null() | (col(f"{s}_occlusion") <= 0) for s in sides])))
         if v.max_iou < 1 and pairs:
             rules.append(("max_iou", _all([iou(x, y) <= v.max_iou for x, y in pairs])))
         if v.depth_agreement and pairs:

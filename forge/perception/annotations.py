@@ -15,14 +15,16 @@ from daft import DataFrame, DataType, col
 from PIL import Image
 
 from forge.errors import ForgeError
-from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, failed, image_record, object_record
-from forge.spec.schema import AnnotationsSource
+from forge.perception.masks import from_coco
+from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, Detection, failed, image_record, measured_objects
+from forge.spec.schema import AnnotationsSource, ObjectsSpec
 from udfs.images import content_id
 
 DEPTH_SUFFIX = {"png16_mm": ".png", "npy_m": ".npy"}
 
 _ANNOTATION_TYPE = DataType.list(
-    DataType.struct({"label": DataType.string(), "score": DataType.float64(), "bbox": DataType.list(DataType.float64())})
+    DataType.struct({"label": DataType.string(), "score": DataType.float64(), "bbox": DataType.list(DataType.float64()),
+                     "mask": DataType.string()})
 )
 
 
@@ -67,7 +69,15 @@ def read_instances(path: Path) -> list[dict]:
         if len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox) or bbox[2] <= 0 or bbox[3] <= 0:
             raise ForgeError(f"{path}: {where}.bbox: expected [x, y, width, height] in pixels with width, height > 0, got {bbox!r}")
         score = ann.get("score", 1.0)
-        images[image_id]["annotations"].append({"label": names[category], "score": float(score), "bbox": [float(v) for v in bbox]})
+        mask = None
+        if ann.get("segmentation"):
+            image = images[image_id]
+            try:
+                mask = from_coco(ann["segmentation"], image["height"], image["width"])
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ForgeError(f"{path}: {where}.segmentation: not COCO polygons or RLE ({exc})") from None
+        images[image_id]["annotations"].append({"label": names[category], "score": float(score),
+                                                "bbox": [float(v) for v in bbox], "mask": mask})
     return [images[k] for k in sorted(images, key=str)]
 
 
@@ -85,11 +95,12 @@ def load_depth(path: Path, depth_format: str) -> np.ndarray:
 
 @daft.cls
 class ReadAnnotated:
-    """Reads one annotated image: content id from its bytes, object depth from its depth map."""
+    """Reads one annotated image: content id from its bytes, object depth from its depth map, over
+    each object's mask when the annotation has a `segmentation`."""
 
-    def __init__(self, source: AnnotationsSource, images_dir: Path, depth_dir: Path, depth_percentile: float):
+    def __init__(self, source: AnnotationsSource, images_dir: Path, depth_dir: Path, objects: ObjectsSpec):
         self.source, self.images_dir, self.depth_dir = source, images_dir, depth_dir
-        self.percentile = depth_percentile
+        self.objects = objects
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
     def __call__(self, file_name: str, width: int, height: int, annotations: list) -> dict:
@@ -104,17 +115,18 @@ class ReadAnnotated:
             depth = load_depth(depth_path, self.source.depth_format)
         except (OSError, ValueError) as exc:
             return failed(uri, "annotations", f"cannot read depth map: {depth_path}: {exc}")
-        objects = []
-        for i, ann in enumerate(annotations):
+        found = []
+        for ann in annotations:
             x, y, w, h = ann["bbox"]
             box = (max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0))
-            objects.append(object_record(i, ann["label"], ann["score"], box, depth, self.percentile))
+            found.append(Detection(ann["label"], ann["score"], box, ann["mask"]))
+        objects = measured_objects(found, depth, (width, height), self.objects.depth_percentile, self.objects.depth_from)
         return image_record(content_id(data), uri, width, height, self.source.depth_kind, "annotations", objects)
 
 
-def perceive_annotations(source: AnnotationsSource, base_dir: Path, depth_percentile: float, records: list[dict]) -> DataFrame:
+def perceive_annotations(source: AnnotationsSource, base_dir: Path, objects: ObjectsSpec, records: list[dict]) -> DataFrame:
     """Records of the annotated images `records` (entries of `read_instances`)."""
-    reader = ReadAnnotated(source, (base_dir / source.images).resolve(), (base_dir / source.depth).resolve(), depth_percentile)
+    reader = ReadAnnotated(source, (base_dir / source.images).resolve(), (base_dir / source.depth).resolve(), objects)
     df = daft.from_pylist(records).into_batches(STREAM_BATCH)
     df = df.with_column("annotations", col("annotations").cast(_ANNOTATION_TYPE))
     perceived = reader(col("file_name"), col("width").cast("int64"), col("height").cast("int64"), col("annotations"))

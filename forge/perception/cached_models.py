@@ -65,7 +65,7 @@ class ModelPerceiver:
         return self.stats.records
 
     def plan(self) -> DataFrame:
-        return cold_plan(self.files, self.perception, self.loaded.spec.objects.depth_percentile, self.options)
+        return cold_plan(self.files, self.perception, self.loaded.spec.objects, self.options)
 
     def prepare(self, store: Store, progress: ProgressFactory = no_progress, stages: StageTimes | None = None) -> None:
         """Identify every image, then run each model on the images it has not seen (cached per batch).
@@ -131,7 +131,7 @@ class ModelPerceiver:
                 else:
                     cached = cached.select("image_id", *[col(c).alias(n) for c, n in zip(("kind", "rows", "cols", "depth"), depth_columns(task))])
                 joined = joined.join(cached, on="image_id")
-            frames.append(records(joined, self.perception, self.loaded.spec.objects.depth_percentile))
+            frames.append(records(joined, self.perception, self.loaded.spec.objects))
         failures = self.stats.failures[max(0, start - len(self.images)):max(0, stop - len(self.images))]
         if failures:
             label = perception_label(self.perception)

@@ -27,12 +27,11 @@ from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.perception.cache import cache_key, model_fingerprint
-from forge.perception.depth_stats import object_depth
 from forge.perception.flip import flip_views
-from forge.perception.records import PERCEIVED_TYPE, image_record, object_record
+from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
 from forge.spec.schema import DepthModel as DepthSpec
 from forge.spec.schema import GroundingModel as GroundingSpec
-from forge.spec.schema import ImagesSource, ModelsPerception, UrlsSource
+from forge.spec.schema import ImagesSource, ModelsPerception, ObjectsSpec, UrlsSource
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 THREADS = max(1, min(16, os.cpu_count() or 1))
@@ -225,8 +224,8 @@ def decode_depth_map(data: bytes, rows: int, cols: int) -> np.ndarray:
 class ModelRecord:
     """Cached model outputs of one image -> the shared perception record, with object depth."""
 
-    def __init__(self, depth_percentile: float, label: str):
-        self.percentile, self.label = depth_percentile, label
+    def __init__(self, objects: ObjectsSpec, label: str):
+        self.objects, self.label = objects, label
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
     def __call__(self, image_id: str, uri: str, width: int, height: int, kind: str, rows: int, cols: int,
@@ -236,17 +235,16 @@ class ModelRecord:
         def box(d: dict) -> tuple[float, float, float, float]:
             return d["x1"], d["y1"], d["x2"], d["y2"]
 
+        percentile = self.objects.depth_percentile
         depth_map = decode_depth_map(depth, rows, cols)
         check_map = decode_depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
-        flips = [(None, None)] * len(detections)
+        flips = None
         if flip_depth is not None and flip_detections is not None:
             flips = flip_views([(d["label"], box(d)) for d in detections],
                                [(d["label"], box(d)) for d in flip_detections],
-                               decode_depth_map(flip_depth, flip_rows, flip_cols), self.percentile)
-        objects = [object_record(i, d["label"], d["score"], box(d), depth_map, self.percentile,
-                                 depth_check=object_depth(check_map, box(d), self.percentile) if check_map is not None else None,
-                                 flip_depth=flips[i][0], flip_cx=flips[i][1])
-                   for i, d in enumerate(detections)]
+                               decode_depth_map(flip_depth, flip_rows, flip_cols), percentile)
+        found = [Detection(d["label"], d["score"], box(d)) for d in detections]
+        objects = measured_objects(found, depth_map, (width, height), percentile, self.objects.depth_from, check_map, flips)
         return image_record(image_id, uri, width, height, kind, self.label, objects)
 
 
@@ -297,9 +295,9 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
     return df.select(*keep)
 
 
-def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: float) -> DataFrame:
+def records(joined: DataFrame, perception: ModelsPerception, objects: ObjectsSpec) -> DataFrame:
     """Perception records from frames holding path, image_id, width, height, kind, rows, cols, depth, detections."""
-    record = ModelRecord(depth_percentile, perception_label(perception))
+    record = ModelRecord(objects, perception_label(perception))
     absent_map = [daft.lit(None).cast("int32"), daft.lit(None).cast("int32"), daft.lit(None).cast("binary")]
     check = [col(c) for c in depth_columns("check")[1:]] if perception.depth_check is not None else absent_map
     flip = [col(c) for c in depth_columns("flip_depth")[1:]] + [col("flip_detections")] if perception.flip_check else (
@@ -309,9 +307,9 @@ def records(joined: DataFrame, perception: ModelsPerception, depth_percentile: f
         col("perceived").unnest())
 
 
-def cold_plan(files: list[str], perception: ModelsPerception, depth_percentile: float, options: RunOptions) -> DataFrame:
+def cold_plan(files: list[str], perception: ModelsPerception, objects: ObjectsSpec, options: RunOptions) -> DataFrame:
     """Every image through every model, as if nothing were cached (what `forge explain` shows)."""
     images = identify(files)
     ok = images.where(col("error").is_null()).exclude("error")
     outputs = run_models(ok, perception, options, set(task_models(perception))).where(col("prepare_error").is_null())
-    return records(outputs, perception, depth_percentile)
+    return records(outputs, perception, objects)

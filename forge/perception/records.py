@@ -1,17 +1,20 @@
 """The perception record: one per image, the same from every perception input.
 
 This module owns its schema. Synthetic scenes, annotations and models build records with
-`object_record` / `image_record` / `failed`; a table of records made elsewhere (`source: records`)
+`measured_objects` / `image_record` / `failed`; a table of records made elsewhere (`source: records`)
 must have these columns; the judge reads nothing else.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 from daft import DataType
 
-from forge.perception.depth_stats import depth_spread, object_depth
+from forge.perception.depth_stats import measure
+from forge.perception.masks import decode, resized
 
 STREAM_BATCH = 16  # images per streamed batch: progress moves, and Daft spreads batches over workers
 
@@ -31,7 +34,12 @@ OBJECT_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "depth_check": (pa.float64(), "front-surface depth from perception.depth_check (null without one)"),
     "flip_depth": (pa.float64(), "depth measured in the mirrored image (perception.flip_check; null when not found again)"),
     "flip_cx": (pa.float64(), "box centre x of the object's detection in the mirrored image (null when not found again)"),
+    "occlusion": (pa.float64(), "fraction of the box covered by the boxes of objects in front of it"),
+    "depth_source": (pa.string(), "which pixels the depth came from: mask, box_visible (the box minus nearer "
+                                  "boxes) or box"),
+    "mask": (pa.string(), "the object's pixels as COCO RLE counts at the image's size (null without a mask)"),
 }
+OPTIONAL_OBJECT_FIELDS = ("depth_check", "flip_depth", "flip_cx", "occlusion", "depth_source", "mask")  # null if absent
 IMAGE_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "image_id": (pa.string(), "content id: hash of the image's bytes (null when the image failed)"),
     "image_uri": (pa.string(), "where the image is: a path, URL or synthetic:// URI"),
@@ -47,16 +55,36 @@ RECORD_SCHEMA = pa.schema([pa.field(name, kind) for name, (kind, _) in IMAGE_FIE
 PERCEIVED_TYPE = DataType.from_arrow_type(pa.struct(list(RECORD_SCHEMA)))
 
 
-def object_record(idx: int, label: str, score: float, box: Box, depth: np.ndarray, percentile: float,
-                  **checks: float | None) -> dict:
-    """One object, its depth statistics measured on `depth` (checks: depth_check, flip_depth, flip_cx)."""
-    record = {"idx": idx, "label": label, "score": score, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
-              "depth": object_depth(depth, box, percentile), "depth_spread": depth_spread(depth, box),
-              "depth_check": None, "flip_depth": None, "flip_cx": None}
-    unknown = set(checks) - {"depth_check", "flip_depth", "flip_cx"}
-    assert not unknown, f"not object fields: {unknown}"
-    record.update(checks)
-    return record
+@dataclass(frozen=True)
+class Detection:
+    """What perception found of one object before its depth is measured."""
+
+    label: str
+    score: float
+    box: Box  # normalized x1, y1, x2, y2
+    mask: str | None = None  # RLE counts at the image's size
+
+
+def measured_objects(detections: list[Detection], depth: np.ndarray, image_size: tuple[int, int], percentile: float,
+                     depth_from: str, check: np.ndarray | None = None,
+                     flips: list[tuple[float | None, float | None]] | None = None) -> list[dict]:
+    """The object records of one image: each detection with its depth statistics measured on `depth`
+    (and on the second depth model's map `check`), jointly, since what is in front decides them."""
+    width, height = image_size
+
+    def masks_at(shape: tuple[int, int]) -> list:
+        return [resized(decode(d.mask, height, width), shape) if d.mask is not None else None for d in detections]
+
+    boxes = [d.box for d in detections]
+    measured = measure(depth, boxes, masks_at(depth.shape), percentile, depth_from)
+    checked = measure(check, boxes, masks_at(check.shape), percentile, depth_from) if check is not None else None
+    records = []
+    for i, (d, m) in enumerate(zip(detections, measured)):
+        flip = flips[i] if flips is not None else (None, None)
+        records.append({"idx": i, "label": d.label, "score": d.score, "x1": d.box[0], "y1": d.box[1], "x2": d.box[2],
+                        "y2": d.box[3], **m, "depth_check": checked[i]["depth"] if checked is not None else None,
+                        "flip_depth": flip[0], "flip_cx": flip[1], "mask": d.mask})
+    return records
 
 
 def image_record(image_id: str, uri: str, width: int, height: int, depth_kind: str, perception: str,

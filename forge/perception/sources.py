@@ -43,7 +43,7 @@ class SyntheticPerceiver:
     def __init__(self, loaded: LoadedSpec, seed: int, limit: int | None):
         self.source = loaded.spec.source
         assert isinstance(self.source, SyntheticSource)
-        self.seed, self.percentile = seed, loaded.spec.objects.depth_percentile
+        self.seed, self.objects = seed, loaded.spec.objects
         self.items = self.source.images if limit is None else min(limit, self.source.images)
         self.label = "perceiving (synthetic)"
 
@@ -51,7 +51,7 @@ class SyntheticPerceiver:
         pass
 
     def records(self, start: int, stop: int) -> DataFrame:
-        return perceive_synthetic(self.source, self.seed, self.percentile, start, stop)
+        return perceive_synthetic(self.source, self.seed, self.objects, start, stop)
 
     def plan(self) -> DataFrame:
         return self.records(0, self.items)
@@ -74,8 +74,7 @@ class AnnotationPerceiver:
         pass
 
     def records(self, start: int, stop: int) -> DataFrame:
-        return perceive_annotations(self.source, self.loaded.base_dir, self.loaded.spec.objects.depth_percentile,
-                                    self.index[start:stop])
+        return perceive_annotations(self.source, self.loaded.base_dir, self.loaded.spec.objects, self.index[start:stop])
 
     def plan(self) -> DataFrame:
         return self.records(0, self.items)

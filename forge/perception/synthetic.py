@@ -7,16 +7,17 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import daft
 from daft import DataFrame, col
 
-from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, image_record, object_record
+from forge.perception.masks import encode
+from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, Detection, image_record, measured_objects
 from forge.perception.synthetic_scene import Scene, render_scene
-from forge.spec.schema import SyntheticSource
+from forge.spec.schema import ObjectsSpec, SyntheticSource
 from udfs.images import content_id
 
 
 def scene_uri(source: SyntheticSource, seed: int, index: int) -> str:
     """A URI that re-renders the exact image: `synthetic://scene?seed=..&index=..&width=..`."""
     query = {"seed": seed, "index": index, "width": source.width, "height": source.height,
-             "min_objects": source.objects[0], "max_objects": source.objects[1]}
+             "min_objects": source.objects[0], "max_objects": source.objects[1], "clutter": int(source.scene == "cluttered")}
     return "synthetic://scene?" + urlencode(query)
 
 
@@ -24,31 +25,34 @@ def render_uri(uri: str) -> Scene:
     """Re-render the scene a `synthetic://` URI names (used to show or export demo images)."""
     query = {k: int(v[0]) for k, v in parse_qs(urlparse(uri).query).items()}
     return render_scene(query["seed"], query["index"], query["width"], query["height"],
-                        query["min_objects"], query["max_objects"])
+                        query["min_objects"], query["max_objects"], bool(query.get("clutter", 0)))
 
 
 @daft.cls
 class RenderSynthetic:
-    """Renders scene `index` and measures each object's depth on the exact depth map."""
+    """Renders scene `index` and measures each object's depth on the exact depth map; each object
+    comes with its mask (its visible pixels), as an instance-annotated dataset would give."""
 
-    def __init__(self, source: SyntheticSource, seed: int, depth_percentile: float):
-        self.source, self.seed, self.percentile = source, seed, depth_percentile
+    def __init__(self, source: SyntheticSource, seed: int, objects: ObjectsSpec):
+        self.source, self.seed, self.objects = source, seed, objects
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
     def __call__(self, index: int) -> dict:
         s = self.source
-        scene = render_scene(self.seed, index, s.width, s.height, s.objects[0], s.objects[1])
-        objects = []
+        scene = render_scene(self.seed, index, s.width, s.height, s.objects[0], s.objects[1], s.scene == "cluttered")
+        found = []
         for i, obj in enumerate(scene.objects):
             x1, y1, x2, y2 = obj.box_px
             box = (x1 / s.width, y1 / s.height, x2 / s.width, y2 / s.height)
-            objects.append(object_record(i, obj.label, 1.0, box, scene.depth, self.percentile))
+            found.append(Detection(obj.label, 1.0, box, encode(scene.mask(i))))
+        objects = measured_objects(found, scene.depth, (s.width, s.height), self.objects.depth_percentile,
+                                   self.objects.depth_from)
         return image_record(content_id(scene.png_bytes()), scene_uri(s, self.seed, index), s.width, s.height,
                             "metric", "synthetic", objects)
 
 
-def perceive_synthetic(source: SyntheticSource, seed: int, depth_percentile: float, start: int, stop: int) -> DataFrame:
+def perceive_synthetic(source: SyntheticSource, seed: int, objects: ObjectsSpec, start: int, stop: int) -> DataFrame:
     """Records of scenes [start, stop)."""
-    render = RenderSynthetic(source, seed, depth_percentile)
+    render = RenderSynthetic(source, seed, objects)
     df = daft.from_pydict({"index": list(range(start, stop))}).into_batches(STREAM_BATCH)
     return df.select(render(col("index")).alias("perceived")).select(col("perceived").unnest())

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
 from forge.judge.hashing import image_keys
-from forge.perception.records import RECORD_SCHEMA
+from forge.perception.records import OPTIONAL_OBJECT_FIELDS, RECORD_SCHEMA
 
 RECORD_POLARS = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema
 
@@ -39,7 +39,7 @@ def _check_schema(schema: pa.Schema, where: str) -> None:
                 problems.append(f"column 'objects' is {have}, not a list of structs")
                 continue
             names = {inner.field(i).name for i in range(inner.num_fields)}
-            missing = [f.name for f in field.type.value_type if f.name not in names]
+            missing = [f.name for f in field.type.value_type if f.name not in names and f.name not in OPTIONAL_OBJECT_FIELDS]
             if missing:
                 problems.append(f"objects lack field(s) {', '.join(missing)}")
         elif pa.types.is_string(field.type) != (pa.types.is_string(have) or pa.types.is_large_string(have)) \
@@ -48,6 +48,12 @@ def _check_schema(schema: pa.Schema, where: str) -> None:
     if problems:
         raise ForgeError(f"{where}: not a table of perception records: {'; '.join(problems)} "
                          f"(the columns are listed in the README, section 'Perception from a table')")
+
+
+def _absent(schema: pa.Schema) -> tuple[str, ...]:
+    objects = schema.field("objects").type.value_type
+    names = {objects.field(i).name for i in range(objects.num_fields)}
+    return tuple(name for name in OPTIONAL_OBJECT_FIELDS if name not in names)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class RecordTable:
     lance: bool
     rows: int
     groups: tuple[int, ...] = ()
+    absent: tuple[str, ...] = ()  # optional object fields the table does not have: read as nulls
 
     @classmethod
     def open(cls, path: str | Path, where: str = "source.path") -> RecordTable:
@@ -74,12 +81,13 @@ class RecordTable:
             except (OSError, ValueError) as exc:
                 raise ForgeError(f"{where} {path}: cannot open the Lance dataset: {' '.join(str(exc).split())[:200]}") from None
             _check_schema(dataset.schema, f"{where} {path}")
-            return cls._nonempty(cls((path,), True, dataset.count_rows()), where, path)
+            return cls._nonempty(cls((path,), True, dataset.count_rows(), absent=_absent(dataset.schema)), where, path)
         folder = Path(path)
         files = sorted(str(p) for p in folder.rglob("*.parquet")) if folder.is_dir() else sorted(globbing.glob(path, recursive=True))
         if not files:
             raise ForgeError(f"{where} {path}: no Parquet files there (give a .parquet file, a folder or a glob, or a .lance dataset)")
         groups: list[int] = []
+        absent: set[str] = set()
         for file in files:
             try:
                 meta = pq.read_metadata(file)
@@ -87,8 +95,9 @@ class RecordTable:
             except (OSError, pa.ArrowInvalid) as exc:
                 raise ForgeError(f"{where} {file}: not a readable Parquet file: {' '.join(str(exc).split())[:200]}") from None
             _check_schema(schema, f"{where} {file}")
+            absent |= set(_absent(schema))
             groups += [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return cls._nonempty(cls(tuple(files), False, sum(groups), tuple(groups)), where, path)
+        return cls._nonempty(cls(tuple(files), False, sum(groups), tuple(groups), tuple(sorted(absent))), where, path)
 
     @staticmethod
     def _nonempty(table: RecordTable, where: str, path: str) -> RecordTable:
@@ -106,7 +115,7 @@ class RecordTable:
                 break
             groups.append(min(size, left))
             left -= size
-        return RecordTable(self.paths, self.lance, rows, tuple(groups))
+        return RecordTable(self.paths, self.lance, rows, tuple(groups), self.absent)
 
     def chunks(self, chunk_size: int) -> list[tuple[int, int]]:
         """(first row, rows) of each chunk, at most `chunk_size` rows: whole Parquet row groups where
@@ -146,6 +155,9 @@ class RecordTable:
         else:
             frame = pl.scan_parquet(list(self.paths)).select(columns).slice(start, count).collect()
         assert isinstance(frame, pl.DataFrame)
+        if "objects" in columns and self.absent:
+            frame = frame.with_columns(pl.col("objects").list.eval(pl.element().struct.with_fields(
+                *[pl.lit(None).alias(name) for name in self.absent])))
         return frame.cast({name: RECORD_POLARS[name] for name in columns}, strict=False)
 
     def duplicates(self, chunk_size: int) -> np.ndarray:

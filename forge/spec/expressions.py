@@ -24,7 +24,7 @@ from forge.judge.objects import IMAGE_COLUMNS, OBJECT_COLUMNS
 
 SIDES = "abc"
 BOOL, NUMBER, TEXT, NULL = "boolean", "number", "text", "null"
-_KIND_OF_OBJECT_COLUMN = {"label": TEXT, "truncated": BOOL}
+_KIND_OF_OBJECT_COLUMN = {"label": TEXT, "depth_source": TEXT, "truncated": BOOL}
 
 
 def columns_for(arity: int) -> dict[str, str]:

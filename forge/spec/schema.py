@@ -24,6 +24,9 @@ class SyntheticSource(Model):
     width: int = Field(320, ge=64, le=4096)
     height: int = Field(240, ge=64, le=4096)
     objects: tuple[int, int] = Field((3, 7), description="[min, max] objects per scene")
+    scene: Literal["cluttered", "easy"] = Field(
+        "cluttered", description="cluttered: objects overlap, hide each other in part, repeat labels and cross the "
+                                 "border, as in photos; easy: boxes never touch (the box statistic alone is exact)")
 
     @field_validator("objects")
     @classmethod
@@ -115,8 +118,11 @@ Perception = Annotated[
 
 class ObjectsSpec(Model):
     depth_percentile: float = Field(
-        10.0, gt=0, lt=100, description="object depth = this percentile of depth inside its box (front surface)"
+        10.0, gt=0, lt=100, description="object depth = this percentile of depth over its pixels (front surface)"
     )
+    depth_from: Literal["auto", "box_visible", "box"] = Field(
+        "auto", description="which pixels: auto = the object's mask when it has one, else box_visible; box_visible = "
+                            "its box minus the boxes of objects in front of it; box = the whole box")
     horizontal_fov_deg: float = Field(
         60.0, gt=1, lt=179, description="assumed horizontal field of view for back-projecting boxes to 3D"
     )
@@ -140,6 +146,9 @@ class VerifySpec(Model):
     flip_consistency: bool = Field(False, description="drop tuples whose depth order or left/right the mirrored image contradicts")
     max_depth_spread: Union[float, None] = Field(
         None, gt=0, description="drop objects whose depth_spread is above this (unreliable depth); null = off")
+    max_occlusion: Union[float, None] = Field(
+        0.5, ge=0, le=1, description="drop objects whose depth is not from a mask and whose box is covered more than "
+                                     "this by the boxes of objects in front of them; null = off")
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ class Relation:
     positions: dict[str, pl.Expr] = field(default_factory=dict)
     max_margin: float = math.inf
     needs_metric: bool = False
+    whole_objects: bool = False  # reads a box's extent or centre, which a nearer object hiding part of it shifts
 
 
 def grid(value: pl.Expr) -> pl.Expr:

@@ -24,6 +24,7 @@ OBJECT_RELATIONS: dict[str, Relation] = {
         values={"width": tenths(real_width("a")), "height": tenths(real_height("a"))},
         max_margin=1.0,
         needs_metric=True,
+        whole_objects=True,
         meaning="metric width/height of an object's box at its depth, in metres to 0.1 ({width}, {height}); metric depth only",
     ),
 }

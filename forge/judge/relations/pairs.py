@@ -46,12 +46,14 @@ PAIR_RELATIONS: dict[str, Relation] = {
         holds=real_width("a") > real_width("b"),
         margin=relative_gap(real_width("a"), real_width("b")),
         meaning="holds when a is wider than b in reality (box width x depth); margin = relative width gap; relative depth is enough",
+        whole_objects=True,
     ),
     "distance": Relation(
         margin=pl.lit(1.0),
         values={"distance": tenths((_dx * _dx + _dy * _dy + _dz * _dz).sqrt())},
         max_margin=1.0,
         needs_metric=True,
+        whole_objects=True,
         meaning="metric distance between the back-projected box centres, metres to 0.1 ({distance}); metric depth only",
     ),
     "perspective_side": Relation(
@@ -59,5 +61,6 @@ PAIR_RELATIONS: dict[str, Relation] = {
         margin=_b_offset,
         max_margin=1.0,
         meaning="standing at a and facing the camera, holds when b is on a's left; margin = |sin| of b's angle off a's facing line",
+        whole_objects=True,
     ),
 }

@@ -15,5 +15,6 @@ TRIPLE_RELATIONS: dict[str, Relation] = {
         margin=_c_offset,
         max_margin=1.0,
         meaning="from a looking at b, holds when c is on the left; margin = |sin| of c's angle off the a->b line",
+        whole_objects=True,
     ),
 }
