@@ -27,8 +27,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from forge.perception.cached_models import ModelPerceiver  # noqa: E402
-from forge.perception.models import RunOptions  # noqa: E402
+from forge.perception.model_perceiver import ModelPerceiver  # noqa: E402
+from forge.perception.tasks import RunOptions  # noqa: E402
 from forge.perception.synthetic_scene import render_scene  # noqa: E402
 from forge.spec.load import load_spec  # noqa: E402
 from forge.store import Store  # noqa: E402

@@ -26,9 +26,9 @@ import polars as pl
 from forge.judge import DEFAULT_CHUNK_SIZE, balance
 from forge.judge.chunk import Judge
 from forge.judge.driver import COUNT, WRITE, ChunkPlan, here, run_pass
-from forge.perception.cached_models import ModelPerceiver, ModelRunStats
-from forge.perception.models import RunOptions
+from forge.perception.model_perceiver import ModelPerceiver, ModelRunStats
 from forge.perception.sources import Perceiver, perceiver_for
+from forge.perception.tasks import RunOptions, tasks_of
 from forge.perception.table import RECORD_POLARS, RecordTable
 from forge.progress import ProgressFactory, Stage, StageTimes, no_progress
 from forge.runner import judge_workers
@@ -112,8 +112,8 @@ def _check_models(loaded: LoadedSpec) -> None:
         import udfs.grounding  # noqa: F401
         from udfs.loading import resolve_model
 
-        resolve_model(perception.depth.model)
-        resolve_model(perception.grounding.model)
+        for _, model in tasks_of(perception).values():
+            resolve_model(model.model)
 
 
 def _build_key(loaded: LoadedSpec, seed: int, limit: int | None, chunk_size: int, options: RunOptions,

@@ -114,8 +114,8 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
     missing from the perception cache.
     """
     from forge.judge.chunk import Judge
-    from forge.perception.models import RunOptions
     from forge.perception.sources import perceiver_for
+    from forge.perception.tasks import RunOptions
     from forge.spec.load import load_spec
 
     loaded = load_spec(spec)
@@ -124,9 +124,10 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
     if perceiver is None:
         click.echo(f"== Perception: records read from {loaded.resolve(loaded.spec.source.path)} ==")
     else:
-        buffer = io.StringIO()
-        perceiver.plan().explain(show_all=True, file=buffer)
-        click.echo(f"== Perception: Daft plan ==\n{buffer.getvalue()}")
+        for name, plan in perceiver.plans():
+            buffer = io.StringIO()
+            plan.explain(show_all=True, file=buffer)
+            click.echo(f"== Perception: {name} (Daft plan) ==\n{buffer.getvalue()}")
     click.echo("== Judging ==")
     for line in Judge(loaded, seed).describe(chunk_size):
         click.echo(line)
@@ -163,7 +164,7 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
     mix). A build that dies resumes: run the same command again.
     """
     from forge.build import run_build
-    from forge.perception.models import RunOptions
+    from forge.perception.tasks import RunOptions
     from forge.runner import model_device, use_runner
     from forge.spec.load import load_spec
 

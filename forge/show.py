@@ -88,11 +88,11 @@ class DepthSource:
 
     def _cached(self, row: dict) -> tuple[np.ndarray | None, str | None]:
         from forge.perception.cache import DEPTH_TABLE
-        from forge.perception.models import decode_depth_map, depth_cache_key
-        from forge.spec.schema import DepthModel
+        from forge.perception.models import decode_depth_map
+        from forge.perception.tasks import depth_key
 
         model = dict(part.split("=", 1) for part in row["perception"].split(";"))["depth"]
-        key = depth_cache_key(DepthModel(model=model))  # the model as seen from here: run show where the build ran
+        key = depth_key(model)  # the model as seen from here: run show where the build ran
         if not (self.db / f"{DEPTH_TABLE}.lance").is_dir():
             return None, f"no perception cache in {self.db}"
         found = run_query(self.db, f"SELECT rows, cols, depth FROM {DEPTH_TABLE} WHERE image_id = $id AND key = $key",

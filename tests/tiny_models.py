@@ -103,3 +103,23 @@ def save_tiny_grounding_dino(folder: Path, max_text_len: int = 32) -> Path:
     processor = GroundingDinoImageProcessorPil(size={"height": 128, "width": 128})
     GroundingDinoProcessor(image_processor=processor, tokenizer=BertTokenizer(str(folder / "vocab.txt"))).save_pretrained(folder)
     return folder
+
+
+def save_tiny_sam(folder: Path, seed: int = 0) -> Path:
+    """A tiny SAM (ViT encoder, prompt encoder, mask decoder) with its processor at a 64-px input."""
+    from transformers import (SamConfig, SamImageProcessorPil, SamMaskDecoderConfig, SamModel, SamProcessor,
+                              SamPromptEncoderConfig, SamVisionConfig)
+
+    torch.manual_seed(seed)
+    vision = SamVisionConfig(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                             patch_size=16, mlp_dim=64, global_attn_indexes=[1], window_size=2, num_pos_feats=8)
+    prompt = SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4)
+    decoder = SamMaskDecoderConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
+                                   iou_head_hidden_dim=16)
+    config = SamConfig(vision_config=vision.to_dict(), prompt_encoder_config=prompt.to_dict(),
+                       mask_decoder_config=decoder.to_dict())
+    SamModel(config).save_pretrained(folder)
+    images = SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                                  mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
+    SamProcessor(image_processor=images).save_pretrained(folder)
+    return folder

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
+from forge.perception.tasks import STORED_LONG_SIDE  # 128 KiB per image at most in float16
 from udfs.images import to_square
 from udfs.loading import DeviceNormalizer, pick_dtype
 
-STORED_LONG_SIDE = 256  # enough for per-object statistics; 128 KiB per image at most in float16
 FLOAT16_MAX = 65504.0  # inverted near-zero disparity (sky) would overflow float16 to inf
 
 

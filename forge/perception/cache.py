@@ -1,8 +1,9 @@
 """The perception cache: model outputs per (image content id, model fingerprint + parameters).
 
-Depth maps and detections are cached separately, so a new vocabulary re-runs only the
-detector and a new depth model only depth. Rows are appended batch by batch while models
-run, so an interrupted build keeps every batch it finished.
+Depth maps, detections and masks are cached in separate tables (`tasks.py` lists the tasks and
+their keys), so a new vocabulary re-runs only the detector and segmentation, a new depth model
+only depth. Rows are appended batch by batch while models run, so an interrupted build keeps
+every batch it finished.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from forge.store import Store
 
-DEPTH_TABLE, DETECTIONS_TABLE = "perception_depth", "perception_detections"
+DEPTH_TABLE, DETECTIONS_TABLE, MASKS_TABLE = "perception_depth", "perception_detections", "perception_masks"
 
 DEPTH_SCHEMA = pa.schema([
     pa.field("image_id", pa.string()),
@@ -35,7 +36,12 @@ DETECTIONS_SCHEMA = pa.schema([
     pa.field("key", pa.string()),
     pa.field("detections", pa.list_(DETECTION_TYPE)),
 ])
-SCHEMAS = {DEPTH_TABLE: DEPTH_SCHEMA, DETECTIONS_TABLE: DETECTIONS_SCHEMA}
+MASKS_SCHEMA = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("key", pa.string()),
+    pa.field("masks", pa.list_(pa.string())),  # per detection, in its order: COCO RLE counts at the image's size or null
+])
+SCHEMAS = {DEPTH_TABLE: DEPTH_SCHEMA, DETECTIONS_TABLE: DETECTIONS_SCHEMA, MASKS_TABLE: MASKS_SCHEMA}
 
 CACHE_FORMAT = 1  # bump when what is cached changes meaning
 

@@ -13,9 +13,9 @@ from daft import DataFrame
 
 from forge.errors import ForgeError
 from forge.perception.annotations import perceive_annotations, read_instances
-from forge.perception.cached_models import ModelPerceiver
-from forge.perception.models import RunOptions
+from forge.perception.model_perceiver import ModelPerceiver
 from forge.perception.synthetic import perceive_synthetic
+from forge.perception.tasks import RunOptions
 from forge.progress import ProgressFactory, StageTimes, no_progress
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import AnnotationsSource, SyntheticSource
@@ -35,8 +35,8 @@ class Perceiver(Protocol):
     def records(self, start: int, stop: int) -> DataFrame:
         """Perception records of items [start, stop), a lazy Daft frame."""
 
-    def plan(self) -> DataFrame:
-        """The whole perception plan, for `forge explain`."""
+    def plans(self) -> list[tuple[str, DataFrame]]:
+        """The plans `records` and `prepare` run, named, for `forge explain`."""
 
 
 class SyntheticPerceiver:
@@ -53,8 +53,8 @@ class SyntheticPerceiver:
     def records(self, start: int, stop: int) -> DataFrame:
         return perceive_synthetic(self.source, self.seed, self.objects, start, stop)
 
-    def plan(self) -> DataFrame:
-        return self.records(0, self.items)
+    def plans(self) -> list[tuple[str, DataFrame]]:
+        return [("records", self.records(0, self.items))]
 
 
 class AnnotationPerceiver:
@@ -76,8 +76,8 @@ class AnnotationPerceiver:
     def records(self, start: int, stop: int) -> DataFrame:
         return perceive_annotations(self.source, self.loaded.base_dir, self.loaded.spec.objects, self.index[start:stop])
 
-    def plan(self) -> DataFrame:
-        return self.records(0, self.items)
+    def plans(self) -> list[tuple[str, DataFrame]]:
+        return [("records", self.records(0, self.items))]
 
 
 def perceiver_for(loaded: LoadedSpec, seed: int, limit: int | None, options: RunOptions) -> Perceiver | None:

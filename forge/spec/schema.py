@@ -91,6 +91,18 @@ class GroundingModel(Model):
     concurrency: int = Field(1, ge=1, le=1024, description="model workers (one per GPU)")
 
 
+class SegmentationModel(Model):
+    """Box-prompted segmentation (SAM / SAM-HQ): a mask per detected object, so its depth is read
+    from its own pixels, whatever covers its box."""
+
+    model: str = Field(min_length=1, description="Hugging Face id or local folder (SamModel)")
+    batch_size: int = Field(8, ge=1, le=1024)
+    concurrency: int = Field(1, ge=1, le=1024, description="model workers (one per GPU)")
+    min_mask_fraction: float = Field(
+        0.05, ge=0, lt=1, description="a mask covering less than this fraction of its box is discarded (the object "
+                                      "falls back to the occlusion-aware box)")
+
+
 class SyntheticPerception(Model):
     kind: Literal["synthetic"]
 
@@ -109,6 +121,8 @@ class ModelsPerception(Model):
     grounding: GroundingModel
     depth_check: Union[DepthModel, None] = Field(None, description="a second depth model, for verify.depth_agreement")
     flip_check: bool = Field(False, description="also run both models on the mirrored image, for verify.flip_consistency")
+    segmentation: Union[SegmentationModel, None] = Field(
+        None, description="box-prompted segmentation after grounding: object depth over each object's mask")
 
 
 Perception = Annotated[

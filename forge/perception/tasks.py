@@ -1,0 +1,115 @@
+"""The perception tasks a model spec can run, in one table: what each produces, from which model,
+where its output is cached and under which key.
+
+A task's cache key is a hash of everything its output depends on (model fingerprint and
+parameters, and for segmentation the detections it was prompted with), so a changed vocabulary
+re-runs grounding and segmentation but not depth, and a changed depth model re-runs depth only.
+This module imports no model code (no torch): synthetic and annotation builds never load it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Union
+
+from forge.perception.cache import DEPTH_TABLE, DETECTIONS_TABLE, MASKS_TABLE, cache_key, model_fingerprint
+from forge.spec.schema import DepthModel, GroundingModel, ModelsPerception, SegmentationModel
+
+STORED_LONG_SIDE = 256  # depth maps are stored at most this long: enough for per-object statistics
+
+ModelSpec = Union[DepthModel, GroundingModel, SegmentationModel]
+Output = Literal["depth", "detections", "masks"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How models run: `device` auto|cpu|cuda, optional batch size and worker count overriding the
+    spec's, the cache switch."""
+
+    device: str = "auto"
+    batch_size: int | None = None
+    use_cache: bool = True
+    concurrency: int | None = None
+
+    def wants_gpu(self) -> bool:
+        if self.device != "auto":
+            return self.device == "cuda"
+        import torch
+
+        return torch.cuda.is_available()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One model run per image: `output` says what it makes (and so its cache table and columns)."""
+
+    name: str
+    title: str  # in progress bars and the build summary
+    output: Output
+    pick: Callable[[ModelsPerception], ModelSpec | None]  # the task's model in a spec (None: not configured)
+    mirrored: bool = False  # runs on the horizontally mirrored image
+    prompted_by: str | None = None  # the task whose detections prompt it (runs after that task)
+
+    @property
+    def table(self) -> str:
+        return {"depth": DEPTH_TABLE, "detections": DETECTIONS_TABLE, "masks": MASKS_TABLE}[self.output]
+
+    def columns(self) -> list[str]:
+        """The task's output columns in a perception frame, prefixed by its name except for the main tasks."""
+        if self.output == "depth":
+            prefix = "" if self.name == "depth" else f"{self.name}_"
+            return [prefix + c for c in ("kind", "rows", "cols", "depth")]
+        if self.output == "detections":
+            return ["detections" if self.name == "grounding" else f"{self.name}_detections"]
+        return ["masks"]
+
+    def cache_key(self, perception: ModelsPerception) -> str:
+        spec = self.pick(perception)
+        assert spec is not None, self.name
+        if isinstance(spec, GroundingModel):
+            return cache_key(model=model_fingerprint(spec.model), vocabulary=spec.vocabulary, threshold=spec.threshold,
+                             max_objects=spec.max_objects, mirrored=self.mirrored)
+        if isinstance(spec, SegmentationModel):
+            assert self.prompted_by is not None
+            return cache_key(model=model_fingerprint(spec.model), min_mask_fraction=spec.min_mask_fraction,
+                             boxes=TASKS[self.prompted_by].cache_key(perception))
+        return depth_key(spec.model, self.mirrored)
+
+
+def depth_key(model: str, mirrored: bool = False) -> str:
+    """Cache key of a depth map from `model` (what `forge show --depth` looks up)."""
+    return cache_key(model=model_fingerprint(model), stored_long_side=STORED_LONG_SIDE, mirrored=mirrored)
+
+
+def _flip(perception: ModelsPerception, spec: ModelSpec) -> ModelSpec | None:
+    return spec if perception.flip_check else None
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (
+    Task("depth", "depth", "depth", lambda p: p.depth),
+    Task("check", "check depth", "depth", lambda p: p.depth_check),
+    Task("grounding", "detections", "detections", lambda p: p.grounding),
+    Task("flip_depth", "mirrored depth", "depth", lambda p: _flip(p, p.depth), mirrored=True),
+    Task("flip_grounding", "mirrored detections", "detections", lambda p: _flip(p, p.grounding), mirrored=True),
+    Task("segmentation", "masks", "masks", lambda p: p.segmentation, prompted_by="grounding"),
+)}
+
+
+def tasks_of(perception: ModelsPerception) -> dict[str, tuple[Task, ModelSpec]]:
+    """The tasks a spec configures, in run order, with their models."""
+    out = {}
+    for name, task in TASKS.items():
+        spec = task.pick(perception)
+        if spec is not None:
+            out[name] = (task, spec)
+    return out
+
+
+def perception_label(perception: ModelsPerception) -> str:
+    """What perceived a record, as QA rows carry it: the model of each configured task."""
+    label = f"depth={perception.depth.model};grounding={perception.grounding.model}"
+    if perception.depth_check is not None:
+        label += f";depth_check={perception.depth_check.model}"
+    if perception.segmentation is not None:
+        label += f";segmentation={perception.segmentation.model}"
+    return label
