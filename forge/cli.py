@@ -183,6 +183,55 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
 
 
 @main.command()
+@SPEC_ARG
+@click.option("--truth", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Ground-truth folder: instances.json (COCO boxes; `segmentation` masks where there are), images/ and "
+                   "depth/ (<image stem>.png in millimetres or .npy in metres).")
+@click.option("--truth-depth-kind", type=click.Choice(["metric", "relative"]), default="metric", show_default=True,
+              help="What the truth depth maps hold.")
+@click.option("--boxes", type=click.Choice(["perceived", "truth"]), default="perceived", show_default=True,
+              help="perceived: the spec's detector finds the objects (errors include its misses and mislabels); "
+                   "truth: the true boxes with the spec's depth model (measures depth alone; models perception only).")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.01, show_default=True,
+              help="Largest share of kept answers that may be wrong; the proposed min_margin is the smallest that meets it.")
+@click.option("--min-kept", type=click.IntRange(1), default=30, show_default=True,
+              help="A proposal must keep at least this many answers (fewer say too little about the error).")
+@click.option("--match-iou", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="A perceived object is a true one when their boxes overlap at least this much, with the same label "
+                   "[default: 0.5].")
+@click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"), show_default=True,
+              help="Database whose perception cache the models' outputs go into (and come from, when cached).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("calibration"), show_default=True,
+              help="Folder for calibration.csv (every family's curve) and calibration.png (the plot).")
+@DEVICE_OPT
+@BATCH_OPT
+@_user_errors
+def calibrate(spec: Path, truth: Path, truth_depth_kind: str, boxes: str, target: float, min_kept: int,
+              match_iou: float | None, db: Path, out: Path, device: str, batch_size: int | None) -> None:
+    """Measure how often SPEC's kept answers are wrong against ground truth, for every min_margin,
+    and propose the smallest margin per family whose error is at most --target (YAML to paste).
+
+    The spec's own perception runs on the truth images; each perceived object is matched to a true
+    one, and every candidate that passes the spec's other rules is judged from perception and from
+    the truth. An answer is wrong when it names an object that is not there or the truth decides it
+    the other way.
+    """
+    from forge.calibrate import MATCH_IOU, TruthSet, calibrate as run, write_csv, write_png
+    from forge.perception.tasks import RunOptions
+    from forge.spec.load import load_spec
+
+    loaded = load_spec(spec)
+    result = run(loaded, TruthSet.open(truth, truth_depth_kind), db, target, boxes, match_iou or MATCH_IOU, min_kept,
+                 RunOptions(device=device, batch_size=batch_size))
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(result, out / "calibration.csv")
+    write_png(result, out / "calibration.png")
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"curves -> {out / 'calibration.csv'}, plot -> {out / 'calibration.png'}", err=True)
+
+
+@main.command()
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder holding the QA table.")
 @click.option("--table", default="qa", show_default=True, help="QA table to read (a spec's output.table).")

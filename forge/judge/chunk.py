@@ -53,14 +53,19 @@ class FamilyJudge:
         formed = self.shape.rule_names(self.context.spec, self.context.needs_metric)
         return formed + [name for name, _ in self.rules] + ([balance.BALANCE_RULE] if self.mode else [])
 
-    def verified(self, chunk: ChunkObjects) -> tuple[pl.DataFrame, dict[str, int]]:
-        """Candidates that pass every rule, with margin, holds, pick, cell and order; the funnel so far."""
+    def judged(self, chunk: ChunkObjects) -> tuple[pl.DataFrame, dict[str, int]]:
+        """Every formed candidate with margin, holds and `reject` (1-based index of the first rule it
+        fails, 0 when it passes all); the candidates dropped while forming them."""
         candidates, funnel = self.shape.candidates(chunk, self.context)
         relation = self.relation
         judged = candidates.with_columns(
             margin=relation.margin.cast(pl.Float64),
             holds=(relation.holds if relation.holds is not None else pl.lit(True)).fill_null(False))
-        judged = judged.with_columns(reject=first_failing(self.rules))
+        return judged.with_columns(reject=first_failing(self.rules)), funnel
+
+    def verified(self, chunk: ChunkObjects) -> tuple[pl.DataFrame, dict[str, int]]:
+        """Candidates that pass every rule, with margin, holds, pick, cell and order; the funnel so far."""
+        judged, funnel = self.judged(chunk)
         rejected = judged["reject"].value_counts()
         codes = dict(zip(rejected["reject"].to_list(), rejected["count"].to_list()))
         for i, (name, _) in enumerate(self.rules, start=1):

@@ -30,6 +30,16 @@ METRIC_RULE = "metric_depth"
 
 
 @dataclass(frozen=True)
+class Truth:
+    """Ground truth for a chunk's perceived objects: `objects` has, per perceived object (img, idx),
+    its matched true object's columns (the object columns of `objects.chunk_objects`) and `matched`;
+    `counts` has per (img, label) how many true objects carry the label."""
+
+    objects: pl.DataFrame
+    counts: pl.DataFrame
+
+
+@dataclass(frozen=True)
 class Context:
     """What forming a family's candidates depends on beyond the chunk."""
 
@@ -106,6 +116,11 @@ class Shape(ABC):
     def choices(self) -> pl.Expr | None:
         """Choices when the options are data (sets); None: the forms' choices."""
         return None
+
+    @abstractmethod
+    def with_truth(self, candidates: pl.DataFrame, truth: Truth) -> pl.DataFrame:
+        """The candidates with the relation's inputs taken from the ground truth instead of perception,
+        and `matched`: every object the question names is a true object (`forge calibrate`)."""
 
     @abstractmethod
     def phrase_columns(self) -> list[str]:
@@ -189,6 +204,16 @@ class Tuples(Shape):
     def phrase_columns(self) -> list[str]:
         return [f"{side}_{c}" for side in self.sides for c in ("label", *BOX)]
 
+    def with_truth(self, candidates: pl.DataFrame, truth: Truth) -> pl.DataFrame:
+        columns = [c for c in truth.objects.columns if c not in ("img", "idx")]
+        frame = candidates
+        for side in self.sides:
+            named = {c: f"{side}_{c}" for c in columns}
+            frame = frame.drop([n for n in named.values() if n in frame.columns]).join(
+                truth.objects.rename({**named, "idx": f"{side}_idx"}), on=["img", f"{side}_idx"], how="left")
+        found = [pl.col(f"{side}_matched").fill_null(False) for side in self.sides]
+        return frame.with_columns(matched=pl.all_horizontal(found))
+
     def objects(self, frame: pl.DataFrame) -> pl.Series:
         # built flat and folded into fixed-width lists: Polars nests structs in lists slowly
         k, n = self.arity, frame.height
@@ -234,7 +259,7 @@ class Sets(Shape):
         members = eligible.join(sizes.select("img", pl.min_horizontal("wanted", "eligible").alias("set_size")), on="img")
         members = members.filter(pl.col("slot") < pl.col("set_size"))
         sets = members.group_by("img", maintain_order=True).agg(
-            pl.col("set_size").first(), labels=pl.col("label"), depths=pl.col("depth"),
+            pl.col("set_size").first(), labels=pl.col("label"), depths=pl.col("depth"), idxs=pl.col("idx"),
             objects=_member_struct())
         frame = images.drop("wanted").join(sets, on="img", how="left").with_columns(pl.col("set_size").fill_null(0))
         return frame, {"considered": frame.height}
@@ -250,6 +275,14 @@ class Sets(Shape):
 
     def choices(self) -> pl.Expr:
         return pl.col("labels")
+
+    def with_truth(self, candidates: pl.DataFrame, truth: Truth) -> pl.DataFrame:
+        members = (candidates.select("img", "idxs").with_columns(slot=pl.int_ranges(pl.col("idxs").list.len()))
+                   .explode("idxs", "slot").rename({"idxs": "idx"})
+                   .join(truth.objects.select("img", "idx", "depth", "matched"), on=["img", "idx"], how="left")
+                   .sort("img", "slot"))
+        sets = members.group_by("img").agg(depths=pl.col("depth"), matched=pl.col("matched").fill_null(False).all())
+        return candidates.drop("depths").join(sets, on="img", how="left").with_columns(pl.col("matched").fill_null(False))
 
     def phrase_columns(self) -> list[str]:
         return ["objects", "labels"]
@@ -300,6 +333,12 @@ class Groups(Shape):
 
     def keys(self) -> list[pl.Expr]:
         return [pl.col("idxs").list.first()]  # groups partition an image's confident objects: the first names it
+
+    def with_truth(self, candidates: pl.DataFrame, truth: Truth) -> pl.DataFrame:
+        counts = truth.counts.rename({"label": "a_label", "count": "true_count"})
+        return (candidates.join(counts, on=["img", "a_label"], how="left")
+                .with_columns(count=pl.col("true_count").fill_null(0).cast(candidates.schema["count"]), matched=pl.lit(True))
+                .drop("true_count"))
 
     def objects(self, frame: pl.DataFrame) -> pl.Series:
         return frame["objects"]

@@ -25,6 +25,15 @@ class Relation:
     max_margin: float = math.inf
     needs_metric: bool = False
     whole_objects: bool = False  # reads a box's extent or centre, which a nearer object hiding part of it shifts
+    checks: tuple[str, ...] = ()  # values that decide the answer beside holds/positions (calibration compares them)
+
+    def decision(self) -> list[pl.Expr]:
+        """What the answer is decided by: holds, the positions of multiple-choice answers and the
+        checked values. Empty for open answers (a box, a measurement): those are right when the
+        objects they name are."""
+        out = [self.holds] if self.holds is not None else []
+        out += [self.positions[name] for name in sorted(self.positions)]
+        return out + [self.values[name] for name in self.checks]
 
 
 def grid(value: pl.Expr) -> pl.Expr:

@@ -37,5 +37,6 @@ COUNTING = Relation(
     margin=pl.col("min_score"),
     values={"count": pl.col("count").cast(pl.String), "plural": plural(pl.col("a_label"))},
     max_margin=1.0,
+    checks=("count",),
     meaning="how many objects share a label; values {count}, {plural}; margin = the lowest detector score in the group",
 )
