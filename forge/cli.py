@@ -241,21 +241,24 @@ def calibrate(spec: Path, truth: Path, truth_depth_kind: str, boxes: str, target
 @click.option("--n", "count", type=click.IntRange(1, 10_000), default=24, show_default=True,
               help="Rows to render (a stable pick: the first N in qa_id order, which is a content hash).")
 @click.option("--depth", is_flag=True, help="Colour the image by the depth the build used (near bright, far dark).")
+@click.option("--masks/--no-masks", default=True, show_default=True,
+              help="Fill each named object's mask translucent in its box colour, where the build had masks (synthetic "
+                   "scenes, COCO `segmentation`, perception.segmentation): the pixels its depth was read from.")
 @click.option("--size", type=click.IntRange(64, 4096), default=480, show_default=True,
               help="Long side of each rendered image in pixels.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="preview.html: one self-contained page with thumbnails; any other path: a folder of PNGs "
                    "(image with boxes above a caption).")
 @_user_errors
-def show(db: Path, table: str, family: str | None, where: str | None, count: int, depth: bool, size: int,
-         out: Path) -> None:
-    """Render QA rows onto their images: boxes with labels (a red, b blue, c green, ...),
-    question, answer, margin, and optionally the depth map as a colour overlay."""
+def show(db: Path, table: str, family: str | None, where: str | None, count: int, depth: bool, masks: bool,
+         size: int, out: Path) -> None:
+    """Render QA rows onto their images: boxes with labels (a red, b blue, c green, ...), each
+    object's mask, question, answer, margin, and optionally the depth map as a colour overlay."""
     from forge.show import render, select_rows, write_html, write_pngs
 
     rows = select_rows(db, table, family, where, count)
     with _progress_bar("rendering", len(rows), "rows") as bar:
-        shown = render(rows, db, depth, size, on_row=lambda: bar.update(1))
+        shown = render(rows, db, depth, size, on_row=lambda: bar.update(1), masks=masks)
     missing = [item.depth_missing for item in shown if item.depth_missing]
     if missing:
         click.echo(f"warning: {len(missing)} of {len(shown)} rows have no depth overlay, e.g. {missing[0]}", err=True)

@@ -16,6 +16,7 @@ OBJECT_COLORS = [(230, 25, 75), (0, 130, 200), (60, 180, 75), (245, 130, 48), (1
                  (240, 50, 230), (128, 128, 0), (0, 0, 128), (170, 110, 40)]
 LINE = 3
 DEPTH_ALPHA = 0.55
+MASK_ALPHA = 0.4  # a mask fill lets the object show through
 # near (bright) to far (dark), a perceptual ramp like matplotlib's magma
 _DEPTH_RAMP = np.array([(252, 253, 191), (252, 137, 97), (183, 55, 121), (81, 18, 124), (0, 0, 4)], dtype=np.float64)
 
@@ -45,8 +46,10 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def draw_objects(image: Image.Image, objects: list[dict], depth: np.ndarray | None = None) -> Image.Image:
-    """A copy of `image` with the depth overlay (if given) and each object's box and label.
+def draw_objects(image: Image.Image, objects: list[dict], depth: np.ndarray | None = None,
+                 masks: list[np.ndarray | None] | None = None) -> Image.Image:
+    """A copy of `image` with the depth overlay (if given), each object's mask filled translucent in
+    its colour (where it has one: the pixels its depth was read from), and its box and label.
 
     Boxes are fractions of the picture ([0,1]) drawn at `box_pixels`; the label sits above the
     box's top-left corner (inside the box when there is no room above).
@@ -57,6 +60,11 @@ def draw_objects(image: Image.Image, objects: list[dict], depth: np.ndarray | No
         out = Image.blend(out, colors, DEPTH_ALPHA)
     else:
         out = out.copy()
+    for position, mask in enumerate(masks or []):
+        if mask is not None and mask.any():
+            fill = Image.new("RGB", out.size, object_color(position))
+            alpha = Image.fromarray(mask.astype(np.uint8) * round(255 * MASK_ALPHA)).resize(out.size, Image.NEAREST)
+            out = Image.composite(fill, out, alpha)
     draw = ImageDraw.Draw(out)
     font = _font(max(11, out.height // 28))
     width, height = out.size

@@ -1,8 +1,9 @@
 """`forge show`: render QA rows onto their images, as one self-contained HTML page or PNG files.
 
 Images come back from where the row points (`image_uri`): a `synthetic://` scene is re-rendered,
-a file or URL is read. Depth overlays come from the same place the build took depth from: the
-synthetic scene, the annotation dataset's depth map, or the perception cache.
+a file or URL is read. Depth overlays and object masks come from the same place the build took
+them from: the synthetic scene, the annotation dataset (depth maps, COCO `segmentation`), or the
+perception cache (depth maps, segmentation masks).
 """
 
 from __future__ import annotations
@@ -48,12 +49,25 @@ def select_rows(db: Path, table: str, family: str | None, where: str | None, n: 
     return rows
 
 
-class DepthSource:
-    """Finds the depth map a row's build used, so the overlay shows what the answers were based on."""
+class BuildLookup:
+    """Finds what a row's build read, through the spec it recorded in the `builds` table."""
 
     def __init__(self, db: Path):
         self.db = db
         self._specs: dict[str, object] = {}
+
+    def _spec(self, name: str):
+        if name not in self._specs:
+            from forge.spec.load import load_spec
+
+            builds = run_query(self.db, "SELECT spec_path FROM builds WHERE spec_name = $name ORDER BY started_at DESC LIMIT 1",
+                               {"name": name}, engine="duckdb").to_pylist() if (self.db / "builds.lance").is_dir() else []
+            self._specs[name] = load_spec(Path(builds[0]["spec_path"])) if builds else None
+        return self._specs[name]
+
+
+class DepthSource(BuildLookup):
+    """Finds the depth map a row's build used, so the overlay shows what the answers were based on."""
 
     def __call__(self, row: dict, scene_depth: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
         if scene_depth is not None:
@@ -77,15 +91,6 @@ class DepthSource:
         except (OSError, ValueError) as exc:
             return None, f"cannot read depth map {path}: {exc}"
 
-    def _spec(self, name: str):
-        if name not in self._specs:
-            from forge.spec.load import load_spec
-
-            builds = run_query(self.db, "SELECT spec_path FROM builds WHERE spec_name = $name ORDER BY started_at DESC LIMIT 1",
-                               {"name": name}, engine="duckdb").to_pylist() if (self.db / "builds.lance").is_dir() else []
-            self._specs[name] = load_spec(Path(builds[0]["spec_path"])) if builds else None
-        return self._specs[name]
-
     def _cached(self, row: dict) -> tuple[np.ndarray | None, str | None]:
         from forge.perception.cache import DEPTH_TABLE
         from forge.perception.models import decode_depth_map
@@ -102,14 +107,100 @@ class DepthSource:
         return decode_depth_map(found[0]["depth"], found[0]["rows"], found[0]["cols"]), None
 
 
-def load_image(uri: str, size: int = THUMB_LONG_SIDE) -> tuple[Image.Image, np.ndarray | None]:
+Box = tuple[float, float, float, float]
+
+
+class MaskSource(BuildLookup):
+    """Finds each named object's mask, as its build measured depth over it: the scene's visible
+    pixels, the annotation's `segmentation`, or the cached segmentation of model builds."""
+
+    def __call__(self, row: dict, scene) -> list[np.ndarray | None]:
+        if scene is not None:
+            height, width = scene.depth.shape
+            known = [((x1 / width, y1 / height, x2 / width, y2 / height), scene.mask(i))
+                     for i, (x1, y1, x2, y2) in enumerate(o.box_px for o in scene.objects)]
+            return _by_box(row, known)
+        if row["perception"] == "annotations":
+            return self._annotated(row)
+        if ";segmentation=" in row["perception"]:
+            return self._cached(row)
+        return [None] * len(row["objects"])
+
+    def _annotated(self, row: dict) -> list[np.ndarray | None]:
+        from forge.perception.annotations import read_instances
+        from forge.perception.masks import decode
+
+        spec = self._spec(row["spec_name"])
+        if spec is None:
+            return [None] * len(row["objects"])
+        source = spec.spec.source
+        name = Path(row["image_uri"]).name
+        entries = [e for e in self._instances(spec.resolve(source.instances), read_instances) if Path(e["file_name"]).name == name]
+        if not entries:
+            return [None] * len(row["objects"])
+        entry = entries[0]
+        width, height = entry["width"], entry["height"]
+        known = []
+        for ann in entry["annotations"]:
+            x, y, w, h = ann["bbox"]
+            box = (max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0))
+            known.append((box, decode(ann["mask"], height, width) if ann["mask"] is not None else None))
+        return _by_box(row, known)
+
+    def _instances(self, path: Path, read) -> list[dict]:
+        key = f"instances:{path}"
+        if key not in self._specs:
+            self._specs[key] = read(path)
+        return self._specs[key]
+
+    def _cached(self, row: dict) -> list[np.ndarray | None]:
+        from forge.perception.masks import decode
+        from forge.perception.tasks import TASKS
+
+        spec = self._spec(row["spec_name"])
+        perception = spec.spec.perception if spec is not None else None
+        if perception is None or getattr(perception, "segmentation", None) is None:
+            return [None] * len(row["objects"])
+        found = {}
+        for name in ("grounding", "segmentation"):
+            task = TASKS[name]
+            if not (self.db / f"{task.table}.lance").is_dir():
+                return [None] * len(row["objects"])
+            rows = run_query(self.db, f"SELECT * FROM {task.table} WHERE image_id = $id AND key = $key",
+                             {"id": row["image_id"], "key": task.cache_key(perception)}, engine="duckdb").to_pylist()
+            if not rows:
+                return [None] * len(row["objects"])
+            found[name] = rows[0]
+        width, height = _picture_size(row["image_uri"])
+        known = [((d["x1"], d["y1"], d["x2"], d["y2"]), decode(m, height, width) if m is not None else None)
+                 for d, m in zip(found["grounding"]["detections"], found["segmentation"]["masks"])]
+        return _by_box(row, known)
+
+
+def _picture_size(uri: str) -> tuple[int, int]:
+    from udfs.images import oriented_size, read
+
+    with Image.open(io.BytesIO(read(uri))) as img:
+        return oriented_size(img)
+
+
+def _by_box(row: dict, known: list[tuple[Box, np.ndarray | None]]) -> list[np.ndarray | None]:
+    """The mask of each of the row's objects: the known object with the same box (None if none)."""
+    out = []
+    for obj in row["objects"]:
+        match = [mask for box, mask in known if max(abs(a - b) for a, b in zip(box, obj["box"])) < 1e-6]
+        out.append(match[0] if match else None)
+    return out
+
+
+def load_image(uri: str, size: int = THUMB_LONG_SIDE):
     """The row's picture (orientation applied; big JPEGs decoded at reduced scale, at least `size`
-    on the long side) and, for synthetic scenes, their exact depth."""
+    on the long side) and, for synthetic scenes, the scene (exact depth and masks)."""
     if uri.startswith("synthetic://"):
         from forge.perception.synthetic import render_uri
 
         scene = render_uri(uri)
-        return Image.fromarray(scene.rgb), scene.depth
+        return Image.fromarray(scene.rgb), scene
     from udfs.images import decode, read
 
     try:
@@ -120,16 +211,20 @@ def load_image(uri: str, size: int = THUMB_LONG_SIDE) -> tuple[Image.Image, np.n
 
 
 def render(rows: list[dict], db: Path, depth: bool, size: int = THUMB_LONG_SIDE,
-           on_row: Callable[[], None] = lambda: None) -> list[Shown]:
-    """Each row drawn on its image, scaled to `size` pixels on the long side."""
+           on_row: Callable[[], None] = lambda: None, masks: bool = True) -> list[Shown]:
+    """Each row drawn on its image, scaled to `size` pixels on the long side, with each object's
+    mask filled in its colour (where the build had masks) and optionally the depth overlay."""
     depth_source = DepthSource(db) if depth else None
+    mask_source = MaskSource(db) if masks else None
     shown = []
     for row in rows:
-        image, scene_depth = load_image(row["image_uri"], size)
+        image, scene = load_image(row["image_uri"], size)
+        scene_depth = scene.depth if scene is not None else None
         depth_map, missing = depth_source(row, scene_depth) if depth_source else (None, None)
+        object_masks = mask_source(row, scene) if mask_source else None
         scale = size / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
-        shown.append(Shown(row, draw_objects(image, row["objects"], depth_map), missing))
+        shown.append(Shown(row, draw_objects(image, row["objects"], depth_map, object_masks), missing))
         on_row()
     return shown
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from conftest import write_spec
 from forge.cli import main
@@ -105,6 +106,14 @@ def test_build_with_segmentation_caches_masks_and_reads_depth_under_them(tmp_pat
             if o["mask"] is not None:
                 assert _inside(decode(o["mask"], record["height"], record["width"]), (o["x1"], o["y1"], o["x2"], o["y2"]),
                                record["width"], record["height"])
+
+    pictures = {}
+    for flag in ("--masks", "--no-masks"):  # forge show fills the cached masks of the rows' objects
+        result = CliRunner().invoke(main, ["show", "--db", str(tmp_path / "db"), "--n", "20", flag, "--out", str(tmp_path / flag)])
+        assert result.exit_code == 0, result.output
+        pictures[flag] = [np.asarray(Image.open(p), dtype=np.int16) for p in sorted((tmp_path / flag).glob("*.png"))]
+    changed = [np.abs(a - b).max(axis=2) > 10 for a, b in zip(pictures["--masks"], pictures["--no-masks"])]
+    assert any(c.any() for c in changed)
 
 
 def test_segmentation_is_in_the_plan_explain_prints(tmp_path, models):

@@ -126,3 +126,65 @@ def test_bad_selection_is_one_line_error(db, tmp_path, args, message):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and message in result.output, result.output
     assert not (tmp_path / "x.html").exists()
+
+
+def _png_pictures(folder) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB"), dtype=np.int16) for p in sorted(folder.glob("*.png"))]
+
+
+def _masks_drawn(db, tmp_path, rows: list[dict], masks_of) -> None:
+    """With masks, each named object's mask pixels take a tint of its colour; without, nothing changes;
+    pixels outside every mask and box are the same either way."""
+    _show("--db", str(db), "--n", str(len(rows)), "--size", "320", "--out", str(tmp_path / "masked"))
+    _show("--db", str(db), "--n", str(len(rows)), "--size", "320", "--no-masks", "--out", str(tmp_path / "plain"))
+    tinted = 0
+    for row, masked, plain in zip(rows, _png_pictures(tmp_path / "masked"), _png_pictures(tmp_path / "plain")):
+        masks = masks_of(row)
+        height = masks[0].shape[0] if masks and masks[0] is not None else 240
+        masked, plain = masked[:height], plain[:height]  # the picture, not the caption strip
+        covered = np.zeros(masked.shape[:2], bool)
+        for position, (obj, mask) in enumerate(zip(row["objects"], masks)):
+            if mask is None:
+                continue
+            inner = mask & np.roll(mask, 3, 0) & np.roll(mask, -3, 0) & np.roll(mask, 3, 1) & np.roll(mask, -3, 1)
+            x1, y1, x2, y2 = (round(v * (s - 1)) for v, s in zip(obj["box"], (320, height, 320, height)))
+            inner[max(y1 - 25, 0):y1 + 25, :] = False  # away from the box outline and the label
+            inner[:, max(x1 - 4, 0):x1 + 4] = inner[:, max(x2 - 4, 0):x2 + 4] = inner[y2 - 4:y2 + 4, :] = False
+            if inner.sum() < 20:
+                continue
+            expected = 0.6 * plain[inner] + 0.4 * np.array(OBJECT_COLORS[position])
+            assert np.abs(masked[inner] - expected).max() <= 3, (row["qa_id"], obj["label"])
+            tinted += 1
+            covered |= mask
+        for obj in row["objects"]:
+            x1, y1, x2, y2 = (round(v * (s - 1)) for v, s in zip(obj["box"], (320, height, 320, height)))
+            covered[max(y1 - 30, 0):y2 + 5, max(x1 - 5, 0):x2 + 5] = True
+        assert (masked[~covered] == plain[~covered]).all()
+    assert tinted >= max(2, len(rows) // 2)  # objects big enough to test inside their outline
+
+
+def test_masks_of_synthetic_scenes_are_filled_in_their_objects_colour(db, tmp_path):
+    from forge.perception.synthetic import render_uri
+
+    rows = read_table(db).to_pylist()[:5]
+
+    def masks_of(row):
+        scene = render_uri(row["image_uri"])
+        boxes = [(x1 / 320, y1 / 240, x2 / 320, y2 / 240) for x1, y1, x2, y2 in (o.box_px for o in scene.objects)]
+        return [scene.mask(boxes.index(tuple(pytest.approx(v) for v in o["box"]))) for o in row["objects"]]
+
+    _masks_drawn(db, tmp_path, rows, masks_of)
+
+
+def test_masks_of_annotation_builds_come_from_their_segmentation(tmp_path):
+    scenes = make_dataset(tmp_path / "data", "png16_mm", count=6, masks=True)
+    spec = write_spec(tmp_path, use_annotations(demo_dict(), "png16_mm"))
+    run_build(load_spec(spec), tmp_path / "db", echo=lambda _: None)
+    rows = read_table(tmp_path / "db").to_pylist()[:4]
+
+    def masks_of(row):
+        scene = scenes[row["image_uri"].rsplit("/", 1)[1]]
+        boxes = [(x1 / 320, y1 / 240, x2 / 320, y2 / 240) for x1, y1, x2, y2 in (o.box_px for o in scene.objects)]
+        return [scene.mask(boxes.index(tuple(pytest.approx(v) for v in o["box"]))) for o in row["objects"]]
+
+    _masks_drawn(tmp_path / "db", tmp_path, rows, masks_of)
