@@ -7,7 +7,8 @@ loads them through forge's own path. Then, in one run, times
      the serial model-only ceiling = images / (depth time + grounding time);
   2. forge's perception stage on JPEG files: identify, decode + resize (threads), depth and
      grounding UDFs, cache writes, object records.
-Usage: python bench/perception.py [--images N] [--batch-size B] [--device auto|cpu|cuda]
+With --segmentation, SAM ViT-B (1024², box-prompted: `perception.segmentation`) runs after grounding.
+Usage: python bench/perception.py [--images N] [--batch-size B] [--device auto|cpu|cuda] [--segmentation]
 """
 
 from __future__ import annotations
@@ -60,7 +61,15 @@ def save_owlvit_b32(folder: Path) -> Path:
     return folder
 
 
-def bare_forward(model: torch.nn.Module, inputs: dict, images: int, batch: int, device: torch.device) -> float:
+def save_sam_vit_b(folder: Path) -> Path:
+    from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
+
+    SamModel(SamConfig()).save_pretrained(folder)  # defaults = SAM ViT-B, 1024² input
+    SamProcessor(image_processor=SamImageProcessorPil()).save_pretrained(folder)
+    return folder
+
+
+def bare_forward(model, inputs: dict, images: int, batch: int, device: torch.device) -> float:
     """Seconds for `images` images through the model alone, batch after batch, after one warm-up."""
     def run() -> None:
         with torch.inference_mode():
@@ -82,6 +91,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--segmentation", action="store_true", help="also run SAM ViT-B on every detected box")
     args = parser.parse_args()
     from udfs.depth import DepthModel
     from udfs.grounding import GroundingModel
@@ -103,6 +113,9 @@ def main() -> None:
                 "families": [{"name": "depth_order", "relation": "depth_order", "min_margin": 0.1, "questions": [{
                     "answer_type": "two_choice", "choices": ["{a}", "{b}"], "answer": {"if_true": "{a}", "if_false": "{b}"},
                     "templates": ["{a} or {b}?", "{a} vs {b}?", "{a} / {b}?"]}]}]}
+        if args.segmentation:
+            sam_dir = save_sam_vit_b(root / "sam_vit_b")
+            spec["perception"]["segmentation"] = {"model": str(sam_dir), "batch_size": args.batch_size}
         (root / "bench.yaml").write_text(yaml.safe_dump(spec))
         loaded = load_spec(root / "bench.yaml")
 
@@ -115,7 +128,15 @@ def main() -> None:
         text = {k: v.repeat(b, 1) for k, v in owl.captions[0][0].items()}
         t_owl = bare_forward(owl.model, {"pixel_values": o_pixels, **text}, args.images, b, device)
         del depth, owl
-        ceiling = args.images / (t_depth + t_owl)
+        t_sam = 0.0
+        if args.segmentation:
+            from udfs.segmentation import SegmentationModel
+
+            sam = SegmentationModel(str(sam_dir), device, 0.05)
+            s_pixels = torch.randn(b, 3, 1024, 1024, device=device, dtype=sam.dtype)
+            t_sam = bare_forward(sam.model.get_image_embeddings, {"pixel_values": s_pixels}, args.images, b, device)
+            del sam
+        ceiling = args.images / (t_depth + t_owl + t_sam)
 
         start = time.perf_counter()
         perceiver = ModelPerceiver(loaded, RunOptions(args.device, b), None)
@@ -124,12 +145,14 @@ def main() -> None:
         stats = perceiver.stats
         t_forge = time.perf_counter() - start
         assert stats.run["depth"] == stats.run["grounding"] == len(rows) == args.images
+        assert stats.run.get("segmentation", args.images) == args.images
 
         name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
         result = {
             "device": name, "dtype": str(pick_dtype(device)).replace("torch.", ""),
             "images": args.images, "batch_size": b, "python": platform.python_version(), "torch": torch.__version__,
             "bare_depth_img_s": round(args.images / t_depth, 2), "bare_owlvit_img_s": round(args.images / t_owl, 2),
+            **({"bare_sam_encoder_img_s": round(args.images / t_sam, 3)} if args.segmentation else {}),
             "serial_ceiling_img_s": round(ceiling, 2), "forge_stage_img_s": round(args.images / t_forge, 2),
             "forge_vs_ceiling": round(args.images / t_forge / ceiling, 3),
         }
