@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, demo_dict, read_table, write_spec
+from conftest import DEMO_SPEC, REPO, demo_dict, read_table, write_spec
 from forge.cli import main
 from truth import eligible_pairs
 
@@ -104,3 +104,16 @@ def test_stats_without_a_database_is_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "nothing")])
     assert result.exit_code == 2
     assert "no `qa` table here" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_synthetic_builds_never_import_torch(tmp_path):
+    """Model code loads only for model perception: the demo builds without importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from forge.build import run_build; from forge.spec.load import load_spec; "
+            f"run_build(load_spec({str(DEMO_SPEC)!r}), {str(tmp_path / 'db')!r}, limit=4, echo=lambda m: None); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
