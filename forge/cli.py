@@ -16,6 +16,8 @@ from forge.errors import ForgeError, SpecError
 from forge.judge import DEFAULT_CHUNK_SIZE
 
 USER_ERROR = 2
+TRAINING_FORMATS = ["llava", "sharegpt", "openai", "qwen", "qwen2.5", "webdataset", "parquet", "jsonl"]  # forge.export
+QUERY_EXPORTS = [f for f in TRAINING_FORMATS if f != "parquet"]  # `forge query --format parquet` writes the result as is
 
 
 def _user_errors(fn):
@@ -276,12 +278,14 @@ def show(db: Path, table: str, family: str | None, where: str | None, count: int
               show_default=True, help="LanceDB database folder; its tables (qa, builds, errors, ...) are visible by name.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Value for a $NAME parameter in the query; repeat for several.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "llava", "messages", "qwen", "jsonl",
-                                                   "webdataset"]), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", *QUERY_EXPORTS]),
+              default="table", show_default=True,
               help="Output format; nested columns become JSON text in table and csv. The training formats "
-                   "(llava ... webdataset, as in `forge sample`) need --out and QA rows (SELECT * FROM qa ...).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the result to this file instead of printing it (required for parquet).")
+                   "(as in `forge sample`) need --out (an export folder) and QA rows (SELECT * FROM qa ...); parquet "
+                   "writes the result as it is.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the result to this file instead of printing it (required for parquet); a folder for the "
+                   "training formats.")
 @click.option("--engine", type=click.Choice(["auto", "duckdb", "lance"]), default="auto", show_default=True,
               help="auto: plain `SELECT cols FROM t [WHERE ...] LIMIT n` slices scan Lance directly, all else DuckDB.")
 @_user_errors
@@ -290,11 +294,12 @@ def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | N
     from forge.query import parse_params, read_query, run_query, write_result
 
     result = run_query(db, read_query(query), parse_params(params), engine=engine)
-    if fmt in ("llava", "messages", "qwen", "jsonl", "webdataset"):
-        from forge.export import export_query_result
+    if fmt in QUERY_EXPORTS:
+        from forge.export import export
 
-        written = export_query_result(result, fmt, out)
-        click.echo(f"{result.num_rows} rows -> {', '.join(str(p) for p in written[:3])}", err=True)
+        if out is None:
+            raise ForgeError(f"--format {fmt} needs --out (an export folder)")
+        _echo_export(export(result, fmt, out))
         return
     text = write_result(result, fmt, out)
     if text is not None:
@@ -316,6 +321,12 @@ def _pairs(values: tuple[str, ...], option: str, kind: type) -> dict:
     return out
 
 
+def _echo_export(result) -> None:
+    click.echo(f"{result.rows} QA rows in {result.samples} samples, {result.images} images -> {result.folder}/ "
+               f"({', '.join(p.name for p in result.files[:3])}{' ...' if len(result.files) > 3 else ''}); "
+               f"check it with: forge export-check {result.folder}", err=True)
+
+
 @main.command()
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder to sample from.")
@@ -323,22 +334,44 @@ def _pairs(values: tuple[str, ...], option: str, kind: type) -> dict:
               help="YAML mix: n, families {name: weight} or quotas {name: count}, stratify, where, split, splits.")
 @click.option("--family", "families", multiple=True, metavar="NAME=WEIGHT", help="Family weight (needs --n); repeatable.")
 @click.option("--quota", "quotas", multiple=True, metavar="NAME=COUNT", help="Exact rows for a family; repeatable.")
-@click.option("--n", "n", type=click.IntRange(min=1), default=None, help="Total rows, shared by the family weights.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None,
+              help="Total rows, shared by the family weights; alone, shared equally by every family in the table.")
 @click.option("--stratify", default=None, help="Comma-separated columns whose value combinations get equal shares, e.g. answer,template_id.")
 @click.option("--where", default=None, help="SQL filter on qa rows, e.g. \"margin > 0.2\".")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Only rows of this split (by image: 90/5/5 unless the mix file says otherwise).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row order inside each cell.")
-@click.option("--format", "fmt", type=click.Choice(["llava", "messages", "qwen", "parquet", "jsonl", "webdataset"]),
-              default="jsonl", show_default=True, help="Export format (webdataset: --out is a folder of tar shards).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file (folder for webdataset).")
+@click.option("--format", "fmt", type=click.Choice(TRAINING_FORMATS), default="llava", show_default=True,
+              help="llava: LLaVA 1.5 JSON; sharegpt: LLaMA-Factory (with dataset_info.json); openai: chat JSONL with "
+                   "base64 image_url parts; qwen: Qwen-VL (<ref>/<box> on 0-999); qwen2.5: Qwen2.5-VL (bbox_2d JSON in "
+                   "pixels); webdataset: tar shards, one sample per image; parquet: Hugging Face datasets with image "
+                   "bytes; jsonl: the QA rows.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Export folder: the annotation file(s), images/ and export.json (required unless --dry-run).")
+@click.option("--images", "images", type=click.Choice(["copy", "link", "none"]), default="copy", show_default=True,
+              help="How images reach images/: copy, link (symlinks to the originals; converted images are written), or "
+                   "none (reference the originals in place; refused for images a trainer cannot open as they are).")
+@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write image paths relative to this folder instead of the export folder (e.g. the trainer's image_folder).")
+@click.option("--turns", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Questions about one image grouped into one conversation, at most this many (multi-turn training).")
+@click.option("--qwen-max-pixels", type=click.IntRange(min=784), default=28 * 28 * 576, show_default=True,
+              help="qwen2.5: the max_pixels your Qwen2.5-VL training uses; boxes are pixels of the image its processor "
+                   "resizes to within it.")
+@click.option("--qwen-min-pixels", type=click.IntRange(min=784), default=28 * 28 * 16, show_default=True,
+              help="qwen2.5: the min_pixels your Qwen2.5-VL training uses.")
+@click.option("--dry-run", is_flag=True, help="Print the mixture (rows per family, split and answer) and write nothing.")
 @_user_errors
 def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: tuple[str, ...], n: int | None,
-           stratify: str | None, where: str | None, split: str | None, seed: int, fmt: str, out: Path) -> None:
-    """Draw a balanced, deterministic training mixture from the qa table and export it."""
-    from forge.export import export
-    from forge.sample import Mix, draw, load_mix
+           stratify: str | None, where: str | None, split: str | None, seed: int, fmt: str, out: Path | None,
+           images: str, image_root: Path | None, turns: int, qwen_max_pixels: int, qwen_min_pixels: int,
+           dry_run: bool) -> None:
+    """Draw a balanced, deterministic training mixture from the qa table and export it as a folder a
+    trainer can use as it is."""
+    from forge.sample import Mix, draw, load_mix, mixture_lines
 
+    if out is None and not dry_run:
+        raise ForgeError("--out DIR is required (the export folder), or --dry-run to see the mixture only")
     mix = load_mix(mix_file) if mix_file else Mix()
     mix.weights.update(_pairs(families, "--family", float))
     mix.quotas.update(_pairs(quotas, "--quota", int))
@@ -349,8 +382,32 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     table, report = draw(db, mix, seed)
     for line in report.lines():
         click.echo(line, err=True)
-    written = export(table, fmt, out)
-    click.echo(f"{table.num_rows} rows -> {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}", err=True)
+    if dry_run:
+        for line in mixture_lines(table):
+            click.echo(line)
+        return
+    from forge.export import export
+    from forge.export.samples import ExportOptions
+
+    assert out is not None
+    options = ExportOptions(qwen_min_pixels=qwen_min_pixels, qwen_max_pixels=qwen_max_pixels)
+    _echo_export(export(table, fmt, out, images=images, image_root=image_root, turns=turns, options=options))
+
+
+@main.command("export-check")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_user_errors
+def export_check(folder: Path) -> None:
+    """Open an export the way a trainer will: every image opens at its recorded size with no EXIF
+    rotation, every box lies inside its image, left/right answers agree with the boxes."""
+    from forge.export.check import check_export
+
+    report = check_export(folder)
+    for problem in report.problems[:50]:
+        click.echo(f"problem: {problem}", err=True)
+    if report.problems:
+        raise ForgeError(f"{folder}: {len(report.problems)} problems in {report.rows} rows and {report.images} images")
+    click.echo(f"{folder}: ok ({report.rows} rows, {report.images} images)")
 
 
 @main.command()

@@ -120,7 +120,11 @@ def _fetch(db: Path, picked: pl.DataFrame) -> pa.Table:
 def draw(db: Path, mix: Mix, seed: int) -> tuple[pa.Table, SampleReport]:
     """The sampled qa rows (all columns plus `split`) and what was (not) filled."""
     if not mix.weights and not mix.quotas:
-        raise ForgeError("say what to sample: --family NAME=WEIGHT (with --n), --quota NAME=COUNT, or --mix FILE")
+        if mix.n is None:
+            raise ForgeError("say what to sample: --n N (every family equally), --family NAME=WEIGHT with --n, "
+                             "--quota NAME=COUNT, or --mix FILE")
+        names = run_query(db, "SELECT DISTINCT family FROM qa ORDER BY family").column("family").to_pylist()
+        mix.weights = {name: 1.0 for name in names}
     if mix.weights and mix.n is None:
         raise ForgeError("family weights need a total: --n N (or n: in the mix file)")
     if mix.split is not None and mix.split not in mix.splits:
@@ -164,3 +168,21 @@ def draw(db: Path, mix: Mix, seed: int) -> tuple[pa.Table, SampleReport]:
                              order=pl.col("qa_id").cast(pl.UInt64) ^ pl.lit(mixer, pl.UInt64)).sort("order").drop("order")
     table = full.to_arrow()
     return table, SampleReport(requested, obtained, cells_report, duplicates)
+
+
+def mixture_lines(table: pa.Table, answers: int = 5) -> list[str]:
+    """The drawn mixture as a table: rows per family and split, and each family's most common answers."""
+    rows = pl.from_arrow(table.select(["family", "split", "answer"]))
+    if rows.is_empty():
+        return ["(no rows)"]
+    splits = [name for name in SPLIT_NAMES if name in set(rows["split"])]
+    counts = rows.group_by("family", "split").len().pivot(on="split", index="family", values="len").fill_null(0)
+    out = [f"{'family':<20} {'rows':>8} " + " ".join(f"{name:>8}" for name in splits) + "  top answers"]
+    for family in sorted(counts["family"]):
+        line = counts.filter(pl.col("family") == family).row(0, named=True)
+        top = (rows.filter(pl.col("family") == family).group_by("answer").len()
+               .sort(["len", "answer"], descending=[True, False]).head(answers))
+        total = sum(line[name] for name in splits)
+        shares = ", ".join(f"{a} {n / total:.0%}" for a, n in top.iter_rows())
+        out.append(f"{family:<20} {total:>8} " + " ".join(f"{line[name]:>8}" for name in splits) + f"  {shares}")
+    return out

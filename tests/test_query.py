@@ -165,10 +165,11 @@ def test_auto_falls_back_to_duckdb_and_lance_engine_says_why(db):
 def test_a_query_result_exports_to_training_formats(db, tmp_path):
     sql = "SELECT * FROM qa WHERE family = 'left_right' AND margin > 0.2 ORDER BY qa_id LIMIT 20"
     expected = run_query(db, sql).to_pylist()
-    result = _cli(sql, "--db", str(db), "--format", "llava", "--out", str(tmp_path / "q.json"))
+    result = _cli(sql, "--db", str(db), "--format", "llava", "--out", str(tmp_path / "q"))
     assert result.exit_code == 0, result.output
-    items = json.loads((tmp_path / "q.json").read_text())
+    items = json.loads((tmp_path / "q" / "llava.json").read_text())
     assert [i["id"] for i in items] == [r["qa_id"] for r in expected]
     assert items[0]["conversations"][1]["value"] == expected[0]["answer"]
-    result = _cli("SELECT qa_id FROM qa LIMIT 3", "--db", str(db), "--format", "llava", "--out", str(tmp_path / "x.json"))
-    assert result.exit_code == 2 and "needs the columns image_uri, question, answer" in result.stderr
+    assert all((tmp_path / "q" / i["image"]).is_file() and i["split"] in ("train", "val", "test") for i in items)
+    result = _cli("SELECT qa_id FROM qa LIMIT 3", "--db", str(db), "--format", "llava", "--out", str(tmp_path / "x"))
+    assert result.exit_code == 2 and "needs the QA columns image_id, image_uri, family, question" in result.stderr

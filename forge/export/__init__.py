@@ -1,0 +1,100 @@
+"""Exports: a folder a trainer can use as it is — its annotation file(s), `images/` (every referenced
+image once, as the trainer will open it), `export.json` (what was written) and `forge_index.jsonl`
+(one line per QA row: lineage, image, size, objects; what `forge export-check` verifies).
+
+One module per format, each matching its consumer's loading code (cited in the module):
+`llava`, `sharegpt` (LLaMA-Factory, with `dataset_info.json`), `openai`, `qwen` (Qwen-VL), `qwen2.5`,
+`webdataset`, `parquet` (Hugging Face `datasets`), `jsonl`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import pyarrow as pa
+
+from forge.errors import ForgeError
+from forge.export import llava, openai, qwen, sharegpt, tables, webdataset
+from forge.export.images import ImageWriter
+from forge.export.samples import ExportOptions, Sample, make_samples
+from forge.export.writing import write_json, write_jsonl
+
+MANIFEST, INDEX = "export.json", "forge_index.jsonl"
+MAX_TURNS = 32
+
+
+@dataclass(frozen=True)
+class Format:
+    write: Callable[[list[Sample], Path, ExportOptions], list[Path]]
+    embeds_images: bool = False  # the image bytes go inside the files: no images/ folder
+    multi_turn: bool = True  # can hold several questions about one image in one sample
+
+
+FORMATS: dict[str, Format] = {
+    "llava": Format(llava.write),
+    "sharegpt": Format(sharegpt.write),
+    "openai": Format(openai.write),
+    "qwen": Format(qwen.write_qwen),
+    "qwen2.5": Format(qwen.write_qwen25),
+    "webdataset": Format(webdataset.write, embeds_images=True, multi_turn=False),
+    "parquet": Format(tables.write_parquet, embeds_images=True),
+    "jsonl": Format(tables.write_rows, multi_turn=False),
+}
+# the columns of a QA row an export reads
+NEEDS = ("qa_id", "image_id", "image_uri", "family", "question", "answer", "answer_type", "objects")
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    files: list[Path]
+    rows: int
+    samples: int
+    images: int
+
+
+def _with_split(table: pa.Table) -> list[dict]:
+    """Rows as dicts with `split` (a query result has none: the default split by image)."""
+    if "split" in table.column_names:
+        return table.to_pylist()
+    from forge.sample import DEFAULT_SPLITS, split_expr
+
+    return pl.from_arrow(table).with_columns(split=split_expr(DEFAULT_SPLITS)).to_dicts()
+
+
+def export(table: pa.Table, fmt: str, out: Path, images: str = "copy", image_root: Path | None = None,
+           turns: int = 1, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Write `table`'s QA rows as an export folder `out` in `fmt`."""
+    if fmt not in FORMATS:
+        raise ForgeError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    missing = [c for c in NEEDS if c not in table.column_names]
+    if missing:
+        raise ForgeError(f"--format {fmt} needs the QA columns {', '.join(missing)}: select them, e.g. SELECT * FROM qa WHERE ...")
+    if not 1 <= turns <= MAX_TURNS:
+        raise ForgeError(f"--turns {turns}: between 1 and {MAX_TURNS}")
+    if turns > 1 and not FORMATS[fmt].multi_turn:
+        raise ForgeError(f"--turns {turns}: --format {fmt} holds every question of an image already; leave --turns out")
+    if out.exists() and not out.is_dir():
+        raise ForgeError(f"--out {out}: is a file; an export is a folder (annotation files plus images/)")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = _with_split(table)
+    spec = FORMATS[fmt]
+    with tempfile.TemporaryDirectory(dir=out) as scratch:
+        writer = ImageWriter(Path(scratch), "copy") if spec.embeds_images else ImageWriter(out, images, image_root)
+        samples = make_samples(rows, writer, turns)
+        files = spec.write(samples, out, options)
+        index = [{"qa_id": row["qa_id"], "family": row["family"], "split": row["split"], "image_id": row["image_id"],
+                  "image": None if spec.embeds_images else s.image.path, "width": s.image.width, "height": s.image.height,
+                  "answer_type": row["answer_type"], "answer": row["answer"], "objects": row["objects"]}
+                 for s in samples for row in s.rows]
+        images_written = len(writer.done)
+    write_jsonl(out / INDEX, index)
+    root = None if spec.embeds_images else str((image_root or out).resolve())
+    write_json(out / MANIFEST, {"format": fmt, "images": None if spec.embeds_images else images, "image_root": root,
+                                "turns": turns, "rows": len(rows), "samples": len(samples), "image_count": images_written,
+                                "files": [f.name for f in files]})
+    return ExportResult(out, files, len(rows), len(samples), images_written)

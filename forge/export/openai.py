@@ -1,0 +1,34 @@
+"""OpenAI chat fine-tuning for vision: JSONL of {messages: [{role: user, content: [{type: image_url,
+image_url: {url}}, {type: text, text}]}, {role: assistant, content}]}. The image goes inline as a
+base64 data URL (the file then stands alone). The format allows no other keys, so the lineage of
+each line is the same line of `openai_meta.jsonl`."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from forge.export.samples import ExportOptions, Sample
+from forge.export.writing import write_jsonl
+
+FILE, META = "openai.jsonl", "openai_meta.jsonl"
+MEDIA = {".jpg": "image/jpeg", ".png": "image/png"}
+
+
+def _url(sample: Sample) -> str:
+    data = base64.b64encode(sample.image.file.read_bytes()).decode("ascii")
+    return f"data:{MEDIA[sample.image.file.suffix]};base64,{data}"
+
+
+def messages(sample: Sample) -> list[dict]:
+    out = []
+    for i, row in enumerate(sample.rows):
+        content = ([{"type": "image_url", "image_url": {"url": _url(sample)}}] if i == 0 else [])
+        out.append({"role": "user", "content": content + [{"type": "text", "text": row["question"]}]})
+        out.append({"role": "assistant", "content": row["answer"]})
+    return out
+
+
+def write(samples: list[Sample], out: Path, options: ExportOptions) -> list[Path]:
+    return [write_jsonl(out / FILE, [{"messages": messages(s)} for s in samples]),
+            write_jsonl(out / META, [{"image": s.image.path, **s.meta()} for s in samples])]

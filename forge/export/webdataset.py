@@ -1,0 +1,50 @@
+"""WebDataset tar shards: one sample per image — `{key}.jpg|png` and `{key}.json` holding all of
+the image's QA rows — as `webdataset.WebDataset(...).decode("pil").to_tuple("jpg;png", "json")`
+reads them (files of a sample share the key, the name up to the first dot). A re-export removes
+the folder's old shards first, so no stale shard is read with the new ones."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from forge.export.samples import ExportOptions, Sample
+from forge.export.writing import write_text
+
+SHARD_SIZE = 1000  # images per shard
+PATTERN = "shard-*.tar"
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime = len(payload), 0  # mtime 0: the same samples give byte-identical shards
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def write(samples: list[Sample], out: Path, options: ExportOptions) -> list[Path]:
+    import json
+
+    for stale in out.glob(PATTERN):
+        stale.unlink()
+    images: dict[str, list[Sample]] = {}
+    for sample in samples:
+        images.setdefault(sample.rows[0]["image_id"], []).append(sample)
+    keys = list(images)
+    shards = []
+    for start in range(0, len(keys), SHARD_SIZE):
+        shard = out / f"shard-{start // SHARD_SIZE:06d}.tar"
+        tmp = shard.with_name(shard.name + ".part")
+        with tarfile.open(tmp, "w") as tar:
+            for key in keys[start:start + SHARD_SIZE]:
+                group = images[key]
+                image = group[0].image
+                rows = [row for sample in group for row in sample.rows]
+                _add(tar, f"{key}.{image.file.suffix.lstrip('.')}", image.file.read_bytes())
+                record = {"image_id": key, "split": rows[0]["split"], "width": image.width, "height": image.height,
+                          "qa": [{k: v for k, v in row.items() if k not in ("image_uri",)} for row in rows]}
+                _add(tar, f"{key}.json", json.dumps(record, ensure_ascii=False, default=str).encode())
+        tmp.replace(shard)
+        shards.append(shard)
+    write_text(out / "shards.txt", "".join(f"{s.name}\n" for s in shards))
+    return shards
