@@ -360,12 +360,14 @@ def _echo_export(result) -> None:
                    "resizes to within it.")
 @click.option("--qwen-min-pixels", type=click.IntRange(min=784), default=28 * 28 * 16, show_default=True,
               help="qwen2.5: the min_pixels your Qwen2.5-VL training uses.")
+@click.option("--openai-images", type=click.Choice(["base64", "path"]), default="base64", show_default=True,
+              help="openai: each image inline as a base64 data URL, or as its path in the export folder.")
 @click.option("--dry-run", is_flag=True, help="Print the mixture (rows per family, split and answer) and write nothing.")
 @_user_errors
 def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: tuple[str, ...], n: int | None,
            stratify: str | None, where: str | None, split: str | None, seed: int, fmt: str, out: Path | None,
            images: str, image_root: Path | None, turns: int, qwen_max_pixels: int, qwen_min_pixels: int,
-           dry_run: bool) -> None:
+           openai_images: str, dry_run: bool) -> None:
     """Draw a balanced, deterministic training mixture from the qa table and export it as a folder a
     trainer can use as it is."""
     from forge.sample import Mix, draw, load_mix, mixture_lines
@@ -390,7 +392,8 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     from forge.export.samples import ExportOptions
 
     assert out is not None
-    options = ExportOptions(qwen_min_pixels=qwen_min_pixels, qwen_max_pixels=qwen_max_pixels)
+    options = ExportOptions(qwen_min_pixels=qwen_min_pixels, qwen_max_pixels=qwen_max_pixels,
+                            openai_inline=openai_images == "base64")
     _echo_export(export(table, fmt, out, images=images, image_root=image_root, turns=turns, options=options))
 
 

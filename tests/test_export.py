@@ -163,6 +163,13 @@ def test_openai_export_has_inline_images_and_meta_lines(exports):
         assert Image.open(io.BytesIO(base64.b64decode(data))).size == (meta["width"], meta["height"])
 
 
+def test_openai_export_can_reference_images_by_path(db, tmp_path):
+    _export(db, tmp_path / "paths", "--format", "openai", "--openai-images", "path", "--quota", "left_right=5")
+    for line in (tmp_path / "paths" / "openai.jsonl").read_text().splitlines():
+        [part] = [p for p in json.loads(line)["messages"][0]["content"] if p["type"] == "image_url"]
+        assert (tmp_path / "paths" / part["image_url"]["url"]).is_file()
+
+
 def test_qwen_export_uses_qwen_vl_grounding_notation(db, exports):
     """Qwen-VL (finetune.py, README "Finetuning"): "Picture 1: <img>path</img>\\n" opens the first user
     turn; boxes are <ref>label</ref><box>(x1,y1),(x2,y2)</box> on [0, 1000)."""

@@ -16,10 +16,12 @@ from forge.export.images import ExportedImage, ImageWriter
 @dataclass(frozen=True)
 class ExportOptions:
     """Format settings that depend on how the trainer will run: Qwen2.5-VL answers boxes in pixels of the
-    image its processor resized (`smart_resize` between these pixel counts; qwen-vl-finetune's defaults)."""
+    image its processor resized (`smart_resize` between these pixel counts; qwen-vl-finetune's defaults);
+    OpenAI's format takes images inline or by path."""
 
     qwen_min_pixels: int = 28 * 28 * 16
     qwen_max_pixels: int = 28 * 28 * 576
+    openai_inline: bool = True  # openai: the image as a base64 data URL (else its path, for loaders that open files)
 
 
 @dataclass(frozen=True)
