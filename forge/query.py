@@ -7,6 +7,8 @@ Two engines, chosen by measurement (bench/RESULTS.md):
 - a Lance scan for plain slices, `SELECT cols FROM table [WHERE filter] LIMIT n`: it stops after n
   matches (29 ms at 10M rows, where DuckDB takes 0.33 s and the scalar indexes, which first
   materialize every match, 0.2 s).
+Queries only read: one SELECT statement, on a DuckDB connection that can touch no file (saved `.sql`
+files travel between people; a query must not read or write outside the database, nor change it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ import polars as pl
 import pyarrow as pa
 
 from forge.errors import ForgeError
+
+# no file system, no extensions, and no way for the query to turn either back on
+READ_ONLY = {"enable_external_access": False, "autoload_known_extensions": False, "autoinstall_known_extensions": False,
+             "allow_community_extensions": False, "lock_configuration": True}
+
 
 def read_query(text_or_file: str) -> str:
     """SQL given inline, or read from a .sql file."""
@@ -69,7 +76,9 @@ def _lance_slice(path: Path, match: re.Match) -> pa.Table:
 
 
 def run_query(db: Path, sql: str, params: dict[str, object] | None = None, engine: str = "auto") -> pa.Table:
-    """Run SQL with $name parameters over every table of the database; ForgeError on bad SQL."""
+    """Run one SELECT with $name parameters over every table of the database, read-only; ForgeError on
+    bad SQL and on anything but one SELECT."""
+    _only_one_select(sql)
     tables = sorted(p for p in db.glob("*.lance") if p.is_dir()) if db.is_dir() else []
     if not tables:
         raise ForgeError(f"{db}: no forge tables here; build one with `forge build SPEC --db {db}`")
@@ -89,7 +98,7 @@ def run_query(db: Path, sql: str, params: dict[str, object] | None = None, engin
         raise ForgeError(f"query needs --param {', '.join(f'{m}=...' for m in sorted(missing))}")
     if unused:
         raise ForgeError(f"--param {', '.join(sorted(unused))}: the query has no such parameter (it uses: {', '.join(sorted(wanted)) or 'none'})")
-    connection = duckdb.connect()
+    connection = duckdb.connect(config=READ_ONLY)
     for path in tables:
         connection.register(path.stem, lance.dataset(str(path)))
     try:
@@ -97,6 +106,18 @@ def run_query(db: Path, sql: str, params: dict[str, object] | None = None, engin
     except duckdb.Error as exc:
         reason = " ".join(str(exc).split())
         raise ForgeError(f"query failed: {reason} (tables: {', '.join(p.stem for p in tables)})") from None
+
+
+def _only_one_select(sql: str) -> None:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ForgeError(f"query failed: {' '.join(str(exc).split())}") from None
+    if len(statements) != 1:
+        raise ForgeError(f"forge query runs one statement; this text has {len(statements)} (drop all but one SELECT)")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ForgeError(f"forge query only reads: {kind.name} is refused (write one SELECT ... FROM a forge table)")
 
 
 def _flat(table: pa.Table) -> pl.DataFrame:

@@ -173,3 +173,28 @@ def test_a_query_result_exports_to_training_formats(db, tmp_path):
     assert all((tmp_path / "q" / i["image"]).is_file() and i["split"] in ("train", "val", "test") for i in items)
     result = _cli("SELECT qa_id FROM qa LIMIT 3", "--db", str(db), "--format", "llava", "--out", str(tmp_path / "x"))
     assert result.exit_code == 2 and "needs the QA columns image_id, image_uri, family, question" in result.stderr
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("COPY qa TO '{tmp}/leak.csv'", "COPY is refused"),
+    ("ATTACH '{tmp}/other.db' AS other", "ATTACH is refused"),
+    ("CREATE TABLE t AS SELECT * FROM qa", "CREATE is refused"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "file system operations are disabled"),
+    ("SELECT * FROM read_text('/etc/hostname')", "file system operations are disabled"),
+    ("SELECT * FROM glob('/root/**')", "file system operations are disabled"),
+    ("SELECT * FROM qa WHERE qa_id IN (SELECT content FROM read_text('{tmp}/ids.txt'))", "file system operations are disabled"),
+    ("SELECT 1; COPY qa TO '{tmp}/x.csv'", "runs one statement; this text has 2"),
+    ("SELECT 1; SELECT 2", "runs one statement; this text has 2"),
+    ("SET enable_external_access = true", "SET is refused"),
+    ("INSTALL httpfs", "LOAD is refused"),
+    ("COPY (SELECT 1) TO '{db}/qa.lance/_versions/1.manifest'", "COPY is refused"),
+])
+def test_queries_only_read_the_database(db, tmp_path, sql, message):
+    """Saved .sql files travel between people: a query may not read or write any file, nor change the db."""
+    (tmp_path / "ids.txt").write_text("1\n")
+    before = read_table(db).num_rows
+    result = _cli(sql.format(tmp=tmp_path, db=db), "--db", str(db))
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "other.db").exists()
+    assert read_table(db).num_rows == before and _cli("SELECT count(*) AS n FROM qa", "--db", str(db)).exit_code == 0
