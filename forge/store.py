@@ -9,11 +9,15 @@ either the old build or the new one, never a mix.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import lance
 import lancedb
@@ -81,6 +85,7 @@ SMALL_FRAGMENT_ROWS = 10_000  # a chunk of a big build writes far more: its frag
 
 
 ROWS_PER_FILE = 1 << 20
+LOCK_FILE = ".forge-build.lock"
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,31 @@ class Store:
                 raise ForgeError(f"{self.path}: table {name!r} has another schema than this forge version writes; build into a new --db")
             return table
         return self.db.create_table(name, schema=schema)
+
+    @contextmanager
+    def build_lock(self, spec_name: str, echo: Callable[[str], None]) -> Iterator[None]:
+        """Hold the database's build lock: builds into one database run one at a time (a second one waits,
+        saying for whom), so two commits, index builds or staging folders never interleave. The kernel
+        releases the lock when its holder dies, however it dies."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / LOCK_FILE, "a+") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                holder = file.read().strip() or "another forge build"
+                echo(f"waiting: {holder} is writing into {self.path}; this build starts when it ends")
+                fcntl.flock(file, fcntl.LOCK_EX)
+            file.seek(0)
+            file.truncate()
+            file.write(f"forge build of spec {spec_name} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})")
+            file.flush()
+            try:
+                yield
+            finally:
+                file.seek(0)
+                file.truncate()
+                fcntl.flock(file, fcntl.LOCK_UN)
 
     def stage_rows(self, table_name: str, rows: pa.Table) -> list[dict]:
         """Write rows as data files of the (existing) table without committing them; their fragment metadata."""
