@@ -26,6 +26,7 @@ import polars as pl
 from forge.judge import DEFAULT_CHUNK_SIZE, balance
 from forge.judge.chunk import Judge
 from forge.judge.driver import COUNT, WRITE, ChunkPlan, here, run_pass
+from forge.judge.verify import funnel_lines
 from forge.perception.model_perceiver import ModelPerceiver, ModelRunStats
 from forge.perception.sources import Perceiver, perceiver_for
 from forge.perception.tasks import RunOptions, tasks_of
@@ -38,16 +39,6 @@ from forge.staging import Staging
 from forge.store import QA_SCHEMA, Store, WriteResult
 
 STAGING_FORMAT = 1  # bump when what is staged changes meaning
-
-
-def funnel_lines(funnel: dict[str, dict[str, int]]) -> list[str]:
-    """Per family: candidates considered, dropped by each rule in order, kept."""
-    out = []
-    for family, counts in funnel.items():
-        out.append(f"  {family}: {sum(counts.values())} candidates considered")
-        out.extend(f"    - {reason:<22} {count:>8}" for reason, count in counts.items() if reason != "kept")
-        out.append(f"    = {'kept':<22} {counts.get('kept', 0):>8}")
-    return out
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import lancedb
 import pyarrow.compute as pc
 
-from forge.build import funnel_lines
+from forge.judge.verify import funnel_lines
 from forge.errors import ForgeError
 from forge.query import run_query
 

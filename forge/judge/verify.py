@@ -63,3 +63,13 @@ def rules_for(spec: Spec, family: Family, shape: Shape, whole_objects: bool = Fa
             rules.append((rule.name, compile_expression(rule.keep, columns, BOOL).expr))
     rules.append((MARGIN_RULE, col("margin") >= family.min_margin))
     return rules
+
+
+def funnel_lines(funnel: dict[str, dict[str, int]]) -> list[str]:
+    """Per family: candidates considered, dropped by each rule in order, kept."""
+    out = []
+    for family, counts in funnel.items():
+        out.append(f"  {family}: {sum(counts.values())} candidates considered")
+        out.extend(f"    - {reason:<22} {count:>8}" for reason, count in counts.items() if reason != "kept")
+        out.append(f"    = {'kept':<22} {counts.get('kept', 0):>8}")
+    return out
