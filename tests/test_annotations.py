@@ -63,9 +63,64 @@ def test_malformed_instances_json_is_one_line_error(tmp_path):
     coco["annotations"][2]["bbox"] = [1, 2, 3]
     (tmp_path / "data" / "instances.json").write_text(json.dumps(coco))
     spec = write_spec(tmp_path, annotations_spec("npy_m"))
-    with pytest.raises(ForgeError, match=r"annotations\[2\]\.bbox: expected \[x, y, width, height\]"):
+    with pytest.raises(ForgeError, match=r"annotations\[2\]\.bbox: \[1, 2, 3\]: expected \[x, y, width, height\]"):
         run_build(load_spec(spec), tmp_path / "db", echo=lambda _: None)
     result = CliRunner().invoke(main, ["build", str(spec), "--db", str(tmp_path / "db2")])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "annotations[2].bbox" in result.stderr
     assert not (tmp_path / "db2").exists()
+
+
+def test_broken_images_and_mismatched_maps_are_skipped_not_asked_about(tmp_path):
+    """The annotations source decodes what it reads: a broken picture, a picture of another size than
+    the instances file says, or a depth map of another shape is one row in `errors` and no QA row."""
+    from PIL import Image
+
+    make_dataset(tmp_path / "data", "npy_m", count=30)
+    images, depth = tmp_path / "data" / "images", tmp_path / "data" / "depth"
+    (images / "scene_000.png").write_bytes(b"")
+    (images / "scene_001.png").write_bytes((images / "scene_001.png").read_bytes()[:700])
+    (images / "scene_002.png").write_text("not a picture\n" * 50)
+    Image.open(images / "scene_003.png").resize((160, 240)).save(images / "scene_003.png")  # not 320x240
+    np.save(depth / "scene_004.npy", np.ones((100, 100), np.float32))  # not the image's shape
+    Image.open(images / "scene_005.png").resize((640, 480)).save(images / "scene_005.png")  # same shape, 2x: fine
+    np.save(depth / "scene_006.npy", np.load(depth / "scene_006.npy")[::4, ::4])  # 80x60 map of 320x240: fine
+    loaded = load_spec(write_spec(tmp_path, annotations_spec("npy_m")))
+    report = run_build(loaded, tmp_path / "db", echo=lambda _: None)
+    reasons = " | ".join(report.images_failed)
+    assert sum(report.images_failed.values()) == 5, reasons
+    assert reasons.count("cannot read image") == 3
+    assert "image is 160x240 (after EXIF orientation) but the instances file says 320x240" in reasons
+    assert "depth map scene_004.npy is 100x100, another shape than its image (320x240)" in reasons
+    asked = {Path(r["image_uri"]).name for r in read_table(tmp_path / "db").to_pylist()}
+    assert asked and not asked & {f"scene_00{i}.png" for i in range(5)}
+    assert report.images == 30
+    errors = {Path(r["image_uri"]).name for r in read_table(tmp_path / "db", "errors", "image_uri").to_pylist()}
+    assert errors == {f"scene_00{i}.png" for i in range(5)}
+
+
+def test_every_coco_problem_is_one_line_with_its_key_path(tmp_path):
+    make_dataset(tmp_path / "data", "npy_m", count=4)
+    path = tmp_path / "data" / "instances.json"
+    coco = json.loads(path.read_text())
+    coco["images"].append(dict(coco["images"][0], file_name="scene_003.png"))  # a second picture under id 1
+    coco["images"][1]["width"] = 0
+    coco["images"][2]["file_name"] = "/etc/hostname"
+    coco["images"][3]["file_name"] = "../outside.png"
+    coco["annotations"][0]["score"] = "high"
+    coco["annotations"][1]["bbox"] = [float("nan"), 1, 2, 3]
+    coco["annotations"][2]["bbox"] = [1, 2, -5, 3]
+    path.write_text(json.dumps(coco))
+    result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, annotations_spec("npy_m"))), "--db", str(tmp_path / "db")])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    expected = ["images[4].id: 1 is also images[0].id", "images[1].width: 0 must be a positive number",
+                "images[2].file_name: '/etc/hostname' is outside the images folder",
+                "images[3].file_name: '../outside.png' is outside the images folder",
+                "annotations[0].score: 'high' must be a number from 0 to 1",
+                "annotations[1].bbox: [nan, 1, 2, 3]: expected [x, y, width, height]",
+                "annotations[2].bbox: [1, 2, -5, 3]: expected [x, y, width, height]"]
+    for problem in expected:
+        assert sum(problem in line for line in lines) == 1, (problem, lines)
+    assert len(lines) == len(expected) and all(line.startswith(f"error: {path}: ") for line in lines)
+    assert not (tmp_path / "db").exists()
