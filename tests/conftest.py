@@ -30,6 +30,25 @@ def read_table(db: Path, table: str = "qa", key: str = "qa_id") -> pa.Table:
     return lancedb.connect(str(db)).open_table(table).to_arrow().sort_by(key)
 
 
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory) -> Path:
+    """The demo spec (60 scenes) built once per test session; copy it (`copy_db`) before writing into it."""
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+
+    folder = tmp_path_factory.mktemp("demo_db")
+    run_build(load_spec(write_spec(folder, demo_dict(images=60))), folder / "db", echo=lambda _: None)
+    return folder / "db"
+
+
+def copy_db(db: Path, folder: Path) -> Path:
+    """A private copy of a database, for a test module that adds to it."""
+    import shutil
+
+    shutil.copytree(db, folder / "db")
+    return folder / "db"
+
+
 @pytest.fixture
 def spec_file(tmp_path):
     def make(spec: dict, name: str = "spec.yaml") -> Path:

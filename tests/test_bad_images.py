@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import write_spec
 from forge.cli import main
 from forge.perception.synthetic_scene import render_scene
-from test_models import models_spec
+from helpers import models_spec
 from tiny_models import save_tiny_depth, save_tiny_owlvit
 from udfs.images import content_id, decode
 
@@ -122,7 +122,7 @@ def test_rebuild_does_not_duplicate_error_rows(corpus_build):
 def test_progress_totals_count_bad_images_once(corpus_build):
     from forge.build import run_build
     from forge.spec.load import load_spec
-    from test_progress import RecordingProgress
+    from helpers import RecordingProgress
 
     root, _ = corpus_build
     progress = RecordingProgress()

@@ -133,7 +133,7 @@ def test_missed_detections_make_counts_wrong(truth, tmp_path):
 
 def test_models_with_true_boxes_measure_depth_alone(truth, tmp_path):
     from tiny_models import save_tiny_depth, save_tiny_owlvit
-    from test_models import models_spec
+    from helpers import models_spec
 
     root, _ = truth
     depth, owl = save_tiny_depth(tmp_path / "depth"), save_tiny_owlvit(tmp_path / "owl")

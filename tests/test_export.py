@@ -20,7 +20,7 @@ from conftest import REPO, demo_dict, write_spec
 from forge.cli import main
 from forge.perception.synthetic_scene import render_scene
 from forge.query import run_query
-from test_models import models_spec
+from helpers import models_spec
 from tiny_models import save_tiny_depth, save_tiny_owlvit
 
 ROTATED = "p1.jpg"

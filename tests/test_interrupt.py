@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import read_table, write_spec
 from forge.perception.synthetic_scene import render_scene
-from test_models import models_spec
+from helpers import models_spec
 from tiny_models import save_tiny_depth, save_tiny_owlvit
 
 IMAGES = 24

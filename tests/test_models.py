@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import read_table, write_spec
+from helpers import VOCAB, RecordingProgress, models_spec, write_photos
 from forge.cli import main
 from forge.perception.synthetic_scene import render_scene
 from tiny_models import save_tiny_depth, save_tiny_grounding_dino, save_tiny_owlvit
@@ -18,31 +19,10 @@ from udfs.depth import DepthModel, stored_shape
 from udfs.grounding import GroundingModel
 from udfs.loading import pick_device
 
-VOCAB = ["red cube", "blue cube", "green prism", "yellow cylinder"]
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     return save_tiny_depth(root / "depth"), save_tiny_owlvit(root / "owl")
-
-
-def models_spec(depth: str, owl: str) -> dict:
-    return {
-        "version": 1, "name": "tiny_models", "source": {"kind": "images", "path": "photos"},
-        "perception": {"kind": "models", "depth": {"model": depth, "batch_size": 4},
-                       "grounding": {"model": owl, "vocabulary": VOCAB, "threshold": 0.01, "max_objects": 6, "batch_size": 4}},
-        "verify": {"drop_truncated": False, "unique_labels": False},
-        "families": [{"name": "depth_order", "relation": "depth_order", "min_margin": 0.0, "questions": [{
-            "answer_type": "two_choice", "choices": ["{a}", "{b}"], "answer": {"if_true": "{a}", "if_false": "{b}"},
-            "templates": ["Closer: the {a} or the {b}?", "Nearer: the {a} or the {b}?", "In front: the {a} or the {b}?"]}]}],
-    }
-
-
-def write_photos(folder, count: int = 6) -> None:
-    folder.mkdir()
-    for i in range(count):
-        Image.fromarray(render_scene(1, i, 160, 120, 3, 5, clutter=False).rgb).save(folder / f"p{i}.jpg")
 
 
 def test_build_with_local_models(tmp_path, models):
@@ -235,7 +215,6 @@ def test_cache_runs_each_model_only_when_its_inputs_change(tmp_path, models, mod
 def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models):
     from forge.build import run_build
     from forge.spec.load import load_spec
-    from test_progress import RecordingProgress
 
     depth, owl = models
     write_photos(tmp_path / "photos", count=6)

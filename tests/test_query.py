@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, demo_dict, read_table, write_spec
+from conftest import REPO, copy_db, demo_dict, read_table, write_spec
 from forge.build import run_build
 from forge.cli import main
 from forge.query import run_query
@@ -23,9 +23,9 @@ QUERIES = REPO / "queries"
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
+def db(tmp_path_factory, demo_db):
     folder = tmp_path_factory.mktemp("query")
-    run_build(load_spec(write_spec(folder, demo_dict(images=60))), folder / "db", echo=lambda _: None)
+    copy_db(demo_db, folder)
     make_dataset(folder / "data", "npy_m", drop_depth_for=2, count=6, clutter=False)
     run_build(load_spec(write_spec(folder, use_annotations(demo_dict(), "npy_m"), name="ann.yaml")), folder / "db",
               echo=lambda _: None)

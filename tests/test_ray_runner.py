@@ -49,7 +49,7 @@ def test_ray_runner_writes_the_native_runners_rows(tmp_path):
 
 
 def test_model_perception_on_ray_actors_writes_the_native_runners_rows_and_cache(tmp_path):
-    from test_models import models_spec, write_photos
+    from helpers import models_spec, write_photos
     from tiny_models import save_tiny_depth, save_tiny_owlvit
 
     spec = models_spec(str(save_tiny_depth(tmp_path / "depth")), str(save_tiny_owlvit(tmp_path / "owl")))

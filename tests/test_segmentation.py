@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import write_spec
 from forge.cli import main
 from forge.perception.masks import decode
-from test_models import models_spec, write_photos
+from helpers import models_spec, write_photos
 from tiny_models import save_tiny_depth, save_tiny_owlvit, save_tiny_sam
 from udfs.loading import pick_device
 from udfs.segmentation import SegmentationModel

@@ -21,10 +21,8 @@ from scene_data import make_dataset, use_annotations
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("show")
-    run_build(load_spec(write_spec(folder, demo_dict(images=40))), folder / "db", echo=lambda _: None)
-    return folder / "db"
+def db(demo_db):
+    return demo_db  # only read here
 
 
 def _show(*args: str) -> str:

