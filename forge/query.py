@@ -102,10 +102,20 @@ def run_query(db: Path, sql: str, params: dict[str, object] | None = None, engin
     for path in tables:
         connection.register(path.stem, lance.dataset(str(path)))
     try:
-        return connection.sql(sql, params=params or None).to_arrow_table()
+        return _portable(connection.sql(sql, params=params or None)).to_arrow_table()
     except duckdb.Error as exc:
         reason = " ".join(str(exc).split())
         raise ForgeError(f"query failed: {reason} (tables: {', '.join(p.stem for p in tables)})") from None
+
+
+def _portable(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """VARIANT columns as JSON text: no output format (CSV, Polars, Parquet readers) takes DuckDB's variant."""
+    types = [str(kind).upper() for kind in relation.types]
+    if not any(kind.startswith("VARIANT") for kind in types):
+        return relation
+    quoted = ['"' + name.replace('"', '""') + '"' for name in relation.columns]
+    return relation.project(", ".join(f"CAST({q} AS JSON)::VARCHAR AS {q}" if kind.startswith("VARIANT") else q
+                                      for q, kind in zip(quoted, types)))
 
 
 def _only_one_select(sql: str) -> None:

@@ -198,3 +198,11 @@ def test_queries_only_read_the_database(db, tmp_path, sql, message):
     assert message in result.stderr, result.stderr
     assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "other.db").exists()
     assert read_table(db).num_rows == before and _cli("SELECT count(*) AS n FROM qa", "--db", str(db)).exit_code == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+def test_variant_columns_come_out_as_json_text(db, fmt):
+    result = _cli("SELECT CAST([1, 2] AS VARIANT) AS v, family FROM qa ORDER BY qa_id LIMIT 2", "--db", str(db),
+                  "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert "[1,2]" in result.stdout
