@@ -10,11 +10,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import demo_dict, write_spec
-from forge.build import run_build
 from forge.cli import main
 from forge.draw import OBJECT_COLORS
-from forge.spec.load import load_spec
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
 SKY = (185, 200, 215)  # the synthetic scenes' sky colour
@@ -25,10 +22,9 @@ def _near(pixels: np.ndarray, color: tuple[int, int, int], tolerance: int = 12) 
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium here (Debian: apt-get install chromium)")
-def test_chromium_renders_the_preview_page(tmp_path):
-    run_build(load_spec(write_spec(tmp_path, demo_dict(images=20))), tmp_path / "db", echo=lambda _: None)
+def test_chromium_renders_the_preview_page(tmp_path, demo_db):
     page = tmp_path / "preview.html"
-    result = CliRunner().invoke(main, ["show", "--db", str(tmp_path / "db"), "--n", "4", "--size", "320",
+    result = CliRunner().invoke(main, ["show", "--db", str(demo_db), "--n", "4", "--size", "320",
                                        "--family", "depth_order", "--out", str(page)])
     assert result.exit_code == 0, result.output
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1",

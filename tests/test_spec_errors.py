@@ -48,6 +48,12 @@ CASES = {
     "unknown relation": (_set(["families", 0, "relation"], "depth_ordr"), r"families\[0\]\.relation: Input should be 'grounding', .*'depth_order'.*got 'depth_ordr'"),
     "bad expression": (_set(["families", 0, "relation"], {"holds": "a_depth <", "margin": "1"}), r"families\[0\]\.relation\.holds: cannot parse expression"),
     "unknown column": (_set(["families", 0, "relation"], {"holds": "a_dept < b_depth", "margin": "1"}), r"relation\.holds: unknown column 'a_dept'.*did you mean a_depth\?"),
+    # expressions are type-checked against the columns' types when the spec loads
+    "text compared with a number": (_set(["verify", "rules"], [{"name": "x", "keep": "a_label > 3"}]), r"verify\.rules\[0\]\.keep: 'a_label > 3' compares a text value with a number one"),
+    "math on text": (_set(["verify", "rules"], [{"name": "x", "keep": "sqrt(a_label) > 1"}]), r"verify\.rules\[0\]\.keep: sqrt needs number arguments, got a text one"),
+    "holds is a number": (_set(["families", 0, "relation"], {"holds": "a_cx", "margin": "1"}), r"families\[0\]\.relation\.holds: 'a_cx' gives a number value; it must give true/false"),
+    "keep is a number": (_set(["verify", "rules"], [{"name": "x", "keep": "1"}]), r"verify\.rules\[0\]\.keep: '1' gives a number value; it must give true/false"),
+    "margin is text": (_set(["families", 0, "relation"], {"holds": "a_cx < b_cx", "margin": "a_label"}), r"families\[0\]\.relation\.margin: 'a_label' gives a text value; it must give a number"),
     "forbidden function": (_set(["verify", "rules"], [{"name": "x", "keep": "url_download(a_label) IS NULL"}]), r"verify\.rules\[0\]\.keep: function 'url_download' is not allowed"),
     "impossible margin": (_set(["families", 1, "min_margin"], 1.5), r"families\[1\]\.min_margin: 1\.5 can never be reached"),
     "negative margin": (_set(["families", 1, "min_margin"], -0.1), r"families\[1\]\.min_margin: Input should be greater than or equal to 0"),
