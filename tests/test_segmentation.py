@@ -86,8 +86,11 @@ def test_build_with_segmentation_caches_masks_and_reads_depth_under_them(tmp_pat
         assert result.exit_code == 0, result.output
         return result.output
 
+    segmentation = spec["perception"].pop("segmentation")
+    assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached; 0 duplicate" in build("plain.yaml")
+    spec["perception"]["segmentation"] = segmentation  # added later: prompted by the cached boxes, nothing else runs
     output = build("a.yaml")
-    assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached; masks: 5 run, 0 cached" in output
+    assert "depth: 0 run, 5 cached; detections: 0 run, 5 cached; masks: 5 run, 0 cached" in output
     assert "masks: 0 run, 5 cached" in build("a.yaml")
     spec["perception"]["grounding"]["vocabulary"] = ["red cube", "blue cube"]  # new boxes: new masks, same depth
     assert "depth: 0 run, 5 cached; detections: 5 run, 0 cached; masks: 5 run, 0 cached" in build("b.yaml")
