@@ -76,7 +76,10 @@ def main() -> None:
         cells = []
         base, _ = reference.at(reference.current)
         for depth_from in ESTIMATORS:
-            curve = next(c for c in results[depth_from].curves if c.family == family)
+            curve = next((c for c in results[depth_from].curves if c.family == family), None)
+            if curve is None:
+                cells.append("- (no candidates)")
+                continue
             kept, wrong = curve.at(curve.current)
             error = f"{wrong / kept:.1%}" if kept else "-"
             cells.append(f"{error} ({kept}, {(kept - wrong) / base:.0%})" if base else f"{error} ({kept})")

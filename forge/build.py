@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from forge.errors import ForgeError
 from forge.judge import DEFAULT_CHUNK_SIZE, balance
 from forge.judge.chunk import Judge
 from forge.judge.driver import COUNT, WRITE, ChunkPlan, here, run_pass
@@ -105,6 +106,13 @@ def _check_models(loaded: LoadedSpec) -> None:
 
         for _, model in tasks_of(perception).values():
             resolve_model(model.model)
+        if perception.segmentation is not None:
+            from transformers import AutoConfig
+
+            kind = AutoConfig.from_pretrained(resolve_model(perception.segmentation.model)).model_type
+            if kind != "sam":
+                raise ForgeError(f"perception.segmentation.model {perception.segmentation.model!r} is a {kind!r} model; "
+                                 f"forge runs SAM checkpoints (SamModel, e.g. facebook/sam-vit-base)")
 
 
 def _build_key(loaded: LoadedSpec, seed: int, limit: int | None, chunk_size: int, options: RunOptions,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def _model_records(loaded: LoadedSpec, truth: TruthSet, truth_records: pl.DataFr
     on_truth = LoadedSpec(loaded.spec.model_copy(update={"source": source}), loaded.path, loaded.spec_hash)
     perceiver = ModelPerceiver(on_truth, options, None)
     store = Store(db)
-    perceiver.prepare(store)
+    with store.build_lock(f"{loaded.spec.name} (forge calibrate)", lambda m: print(m, file=sys.stderr)):
+        perceiver.prepare(store)  # writes the perception cache: never at the same time as a build
     if boxes == "perceived":
         return _collect(perceiver.records(0, perceiver.items))
     perception = loaded.spec.perception
@@ -284,7 +286,9 @@ def _share(part: int, whole: int) -> str:
 def calibrate(loaded: LoadedSpec, truth: TruthSet, db: Path, target: float = 0.01, boxes: str = "perceived",
               min_iou: float = MATCH_IOU, min_kept: int = 30, options: RunOptions = RunOptions()) -> Calibration:
     truth_records = truth.records(loaded)
+    usable = truth_records.filter(pl.col("error").is_null())["image_id"].implode()
     perceived = perceived_records(loaded, truth, truth_records, boxes, db, options)
+    perceived = perceived.filter(pl.col("image_id").is_in(usable))  # no truth, nothing to say right or wrong
     seen = perceived.filter(pl.col("error").is_null())
     result = Calibration(loaded.path, truth_records.filter(pl.col("error").is_null()).height, seen.height, target)
     known = truth_for(perceived, truth_records, loaded, min_iou)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,14 @@ class MaskSource(BuildLookup):
     pixels, the annotation's `segmentation`, or the cached segmentation of model builds."""
 
     def __call__(self, row: dict, scene) -> list[np.ndarray | None]:
+        """One mask or None per named object; a mask that cannot be found (the spec moved, the cache was
+        cleared) is left out rather than failing the preview."""
+        try:
+            return self._find(row, scene)
+        except (ForgeError, OSError, ValueError):
+            return [None] * len(row["objects"])
+
+    def _find(self, row: dict, scene) -> list[np.ndarray | None]:
         if scene is not None:
             height, width = scene.depth.shape
             known = [((x1 / width, y1 / height, x2 / width, y2 / height), scene.mask(i))
@@ -134,8 +143,9 @@ class MaskSource(BuildLookup):
         if spec is None:
             return [None] * len(row["objects"])
         source = spec.spec.source
-        name = Path(row["image_uri"]).name
-        entries = [e for e in self._instances(spec.resolve(source.instances), read_instances) if Path(e["file_name"]).name == name]
+        name = Path(os.path.relpath(row["image_uri"], spec.resolve(source.images))).as_posix()
+        entries = [e for e in self._instances(spec.resolve(source.instances), read_instances)
+                   if Path(e["file_name"]).as_posix() == name]
         if not entries:
             return [None] * len(row["objects"])
         entry = entries[0]

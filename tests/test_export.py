@@ -322,3 +322,18 @@ def test_export_check_finds_what_a_trainer_would_get_wrong(db, tmp_path):
     assert f"image {victim['image']}" in result.stderr and "is 10x10" in result.stderr
     assert f"qa {flipped['qa_id']}: answers" in result.stderr
     assert "2 problems" in result.stderr.splitlines()[-1]
+
+
+def test_an_export_moves_and_re_exports_cleanly(db, tmp_path):
+    """Paths stay relative through a symlinked --out; a moved export still checks; a copy export over an
+    earlier linked one replaces its links with files."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "real")
+    _export(db, tmp_path / "via" / "exp", "--format", "llava", "--images", "link", "--quota", "left_right=20")
+    _export(db, tmp_path / "via" / "exp", "--format", "llava", "--quota", "left_right=20")
+    items = json.load(open(tmp_path / "real" / "exp" / "llava.json"))
+    assert all(re.fullmatch(r"images/[0-9a-f]+\.(png|jpg)", i["image"]) for i in items)
+    assert not any(p.is_symlink() for p in (tmp_path / "real" / "exp" / "images").iterdir())
+    (tmp_path / "real" / "exp").rename(tmp_path / "moved")
+    result = CliRunner().invoke(main, ["export-check", str(tmp_path / "moved")])
+    assert result.exit_code == 0 and "ok (20 rows" in result.output, result.output

@@ -129,3 +129,13 @@ def test_segmentation_is_in_the_plan_explain_prints(tmp_path, models):
     models_plan, records_plan = result.output.split("== Perception: records")
     assert all(name in models_plan for name in ("EstimateDepth", "DetectObjects", "SegmentObjects", "PrepareImages"))
     assert "ModelRecord" in records_plan and "EstimateDepth" not in records_plan
+
+
+def test_a_segmentation_model_that_is_not_sam_is_one_line(tmp_path, models):
+    depth, owl, _ = models
+    write_photos(tmp_path / "photos", count=1)
+    spec = models_spec(str(depth), str(owl))
+    spec["perception"]["segmentation"] = {"model": str(depth)}
+    result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, spec)), "--db", str(tmp_path / "db")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "is a 'depth_anything' model; forge runs SAM checkpoints" in result.stderr

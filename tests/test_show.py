@@ -186,3 +186,14 @@ def test_masks_of_annotation_builds_come_from_their_segmentation(tmp_path):
         return [scene.mask(boxes.index(tuple(pytest.approx(v) for v in o["box"]))) for o in row["objects"]]
 
     _masks_drawn(tmp_path / "db", tmp_path, rows, masks_of)
+
+
+def test_show_without_the_builds_spec_still_draws_the_rows(tmp_path):
+    """Masks are looked up through the spec the build recorded; a spec moved since leaves them out, no more."""
+    make_dataset(tmp_path / "data", "png16_mm", count=4, masks=True)
+    spec = write_spec(tmp_path, use_annotations(demo_dict(), "png16_mm"))
+    run_build(load_spec(spec), tmp_path / "db", echo=lambda _: None)
+    spec.rename(tmp_path / "moved.yaml")
+    result = CliRunner().invoke(main, ["show", "--db", str(tmp_path / "db"), "--n", "2", "--out", str(tmp_path / "png")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "png").glob("*.png"))) == 2

@@ -1,4 +1,4 @@
-"""Box-prompted segmentation (SAM, SAM-HQ) -> one mask per detected object, as COCO RLE.
+"""Box-prompted segmentation (SAM) -> one mask per detected object, as COCO RLE.
 
 `SegmentationInputs` (processor only) prepares the fixed square input SAM expects (long side
 resized to the input size, padded bottom/right) on CPU workers; `SegmentationModel` embeds each

@@ -93,7 +93,7 @@ def export(table: pa.Table, fmt: str, out: Path, images: str = "copy", image_roo
                  for s in samples for row in s.rows]
         images_written = len(writer.done)
     write_jsonl(out / INDEX, index)
-    root = None if spec.embeds_images else str((image_root or out).resolve())
+    root = str(image_root.resolve()) if image_root is not None and not spec.embeds_images else None  # else: the folder
     write_json(out / MANIFEST, {"format": fmt, "images": None if spec.embeds_images else images, "image_root": root,
                                 "turns": turns, "rows": len(rows), "samples": len(samples), "image_count": images_written,
                                 "files": [f.name for f in files]})

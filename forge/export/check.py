@@ -44,14 +44,19 @@ def check_export(folder: Path) -> CheckReport:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise ForgeError(f"{folder}: no {MANIFEST}: not a forge export (write one with forge sample --out DIR)")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        lines = (folder / INDEX).read_text(encoding="utf-8").splitlines()
+        files, image_root = manifest["files"], manifest["image_root"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ForgeError(f"{folder}: damaged export ({exc}); export it again") from None
     report = CheckReport()
-    for name in manifest["files"]:
+    for name in files:
         if not (folder / name).exists():
             report.problems.append(f"{name}: named in {MANIFEST} but missing")
-    root = Path(manifest["image_root"]) if manifest["image_root"] else None
+    root = Path(image_root) if image_root else None
     seen: dict[str, str | None] = {}
-    for line in (folder / INDEX).read_text(encoding="utf-8").splitlines():
+    for line in lines:
         row = json.loads(line)
         report.rows += 1
         where = f"qa {row['qa_id']}"

@@ -96,28 +96,31 @@ class ImageWriter:
         if self.mode == "none":
             return ExportedImage(self._relative(source), source, width, height)
         target = self.folder / f"{image_id}.{ext}"
-        if not target.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            if self.mode == "link":
-                os.symlink(source, target)
-            else:
-                shutil.copyfile(source, target)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        tmp.unlink(missing_ok=True)
+        if self.mode == "link":
+            os.symlink(source, tmp)
+        else:
+            shutil.copyfile(source, tmp)
+        tmp.replace(target)  # whole or not at all; replaces what an earlier export (or mode) left
         return ExportedImage(self._relative(target), target, width, height)
 
     def _write(self, image_id: str, ext: str, data: bytes) -> ExportedImage:
         target = self.folder / f"{image_id}.{ext}"
-        if not target.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        tmp.unlink(missing_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(target)
         with Image.open(target) as img:
             width, height = img.size
         return ExportedImage(self._relative(target), target, width, height)
 
     def _relative(self, file: Path) -> str:
         """The path the annotation files carry: relative to the image root (the export folder by default)."""
+        real = Path(os.path.realpath(file.parent)) / file.name  # the folder resolved as the root is, not a link
         try:
-            return Path(os.path.relpath(file.absolute(), self.root)).as_posix()
+            return Path(os.path.relpath(real, self.root)).as_posix()
         except ValueError:  # another drive (Windows): no relative path exists
-            return file.absolute().as_posix()
+            return real.as_posix()

@@ -281,7 +281,10 @@ class Sets(Shape):
                    .explode("idxs", "slot").rename({"idxs": "idx"})
                    .join(truth.objects.select("img", "idx", "depth", "matched"), on=["img", "idx"], how="left")
                    .sort("img", "slot"))
-        sets = members.group_by("img").agg(depths=pl.col("depth"), matched=pl.col("matched").fill_null(False).all())
+        sets = members.group_by("img").agg(depths=pl.col("depth"), complete=pl.col("depth").is_not_null().all(),
+                                           matched=pl.col("matched").fill_null(False).all())
+        # a member without a true depth leaves the nearest/farthest undecided (null), not decided without it
+        sets = sets.with_columns(depths=pl.when(pl.col("complete")).then(pl.col("depths"))).drop("complete")
         return candidates.drop("depths").join(sets, on="img", how="left").with_columns(pl.col("matched").fill_null(False))
 
     def phrase_columns(self) -> list[str]:

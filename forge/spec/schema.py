@@ -92,8 +92,8 @@ class GroundingModel(Model):
 
 
 class SegmentationModel(Model):
-    """Box-prompted segmentation (SAM / SAM-HQ): a mask per detected object, so its depth is read
-    from its own pixels, whatever covers its box."""
+    """Box-prompted segmentation (SAM): a mask per detected object, so its depth is read from its own
+    pixels, whatever covers its box."""
 
     model: str = Field(min_length=1, description="Hugging Face id or local folder (SamModel)")
     batch_size: int = Field(8, ge=1, le=1024)
