@@ -8,7 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import REPO, demo_dict, read_table, write_spec
+from conftest import REPO, copy_db, demo_dict, read_table, write_spec
 from forge.build import run_build
 from forge.cli import main
 from forge.sample import Mix, draw
@@ -16,11 +16,11 @@ from forge.spec.load import load_spec
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
+def db(tmp_path_factory, demo_db):
     folder = tmp_path_factory.mktemp("sample")
     quiet = {"echo": lambda _: None}
-    run_build(load_spec(write_spec(folder, demo_dict(images=80))), folder / "db", **quiet)
-    copy = dict(demo_dict(images=80), name="demo_copy")  # the same questions on the same images, another spec
+    copy_db(demo_db, folder)  # the session's demo build (60 scenes)
+    copy = dict(demo_dict(images=60), name="demo_copy")  # the same questions on the same images, another spec
     run_build(load_spec(write_spec(folder, copy, name="copy.yaml")), folder / "db", **quiet)
     grounding = yaml.safe_load((REPO / "specs" / "families" / "grounding.yaml").read_text())
     grounding["source"]["images"] = 40
