@@ -203,3 +203,43 @@ def test_url_list_source_records_unreachable_and_missing_urls(tmp_path):
     assert "404" in errors[f"{base}/missing.jpg"]
     uris = {r["image_uri"] for r in db.open_table("qa").to_arrow().to_pylist()}
     assert any(u.startswith(base) for u in uris) and str(tmp_path / "photos" / "local.jpg") in uris
+
+
+def test_url_reads_retry_transient_failures_only(tmp_path):
+    """A 503 or a dropped connection is tried again (3 attempts); a 404 is final at once."""
+    import http.server
+    import threading
+
+    from udfs.images import read
+
+    payload = _jpeg(scene(0))
+    requests: dict[str, int] = {}
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            seen = requests[self.path] = requests.get(self.path, 0) + 1
+            if self.path == "/flaky.jpg" and seen < 3:
+                self.send_error(503)
+            elif self.path == "/flaky.jpg":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            else:
+                self.send_error(404 if self.path == "/missing.jpg" else 503)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert read(f"{base}/flaky.jpg") == payload  # two 503s, then the image
+        with pytest.raises(OSError, match="404"):
+            read(f"{base}/missing.jpg")
+        with pytest.raises(OSError, match="503"):
+            read(f"{base}/down.jpg")
+    finally:
+        server.shutdown()
+    assert requests == {"/flaky.jpg": 3, "/missing.jpg": 1, "/down.jpg": 3}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,12 +30,31 @@ URL_TIMEOUT_S = 20.0
 MAX_DOWNLOAD_BYTES = 64 << 20
 
 
+URL_ATTEMPTS = 3  # a transient failure (connection, timeout, 429, 5xx) is retried, after 0.5 s then 1 s
+RETRY_BACKOFF_S = 0.5
+
+
+def _transient(exc: OSError) -> bool:
+    """Worth another try: the server or the network may answer next time; a 404 or 403 will not."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 429 or exc.code >= 500
+    return True
+
+
 def read(uri: str) -> bytes:
-    """Bytes of a local path or an http(s) URL (timeout and size cap; failures raise OSError)."""
+    """Bytes of a local path or an http(s) URL (timeout, size cap, retries of transient failures; the
+    last failure raises OSError)."""
     if not uri.startswith(("http://", "https://")):
         return Path(uri).read_bytes()
-    with urllib.request.urlopen(uri, timeout=URL_TIMEOUT_S) as response:  # URLError and timeouts are OSErrors
-        data = response.read(MAX_DOWNLOAD_BYTES + 1)
+    for attempt in range(URL_ATTEMPTS):
+        try:
+            with urllib.request.urlopen(uri, timeout=URL_TIMEOUT_S) as response:  # URLError, timeouts: OSErrors
+                data = response.read(MAX_DOWNLOAD_BYTES + 1)
+            break
+        except OSError as exc:
+            if attempt == URL_ATTEMPTS - 1 or not _transient(exc):
+                raise
+            time.sleep(RETRY_BACKOFF_S * 2**attempt)
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise OSError(f"download larger than {MAX_DOWNLOAD_BYTES >> 20} MiB")
     return data
