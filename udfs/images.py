@@ -42,8 +42,12 @@ def _transient(exc: OSError) -> bool:
 
 
 def read(uri: str) -> bytes:
-    """Bytes of a local path or an http(s) URL (timeout, size cap, retries of transient failures; the
-    last failure raises OSError)."""
+    """Bytes of a local path, an http(s) URL (timeout, size cap, retries of transient failures; the
+    last failure raises OSError) or a table cell (`table://`)."""
+    if uri.startswith("table://"):  # an image held in a table's cell (source: table)
+        from forge.perception.image_tables import cell_bytes
+
+        return cell_bytes(uri)
     if not uri.startswith(("http://", "https://")):
         return Path(uri).read_bytes()
     for attempt in range(URL_ATTEMPTS):

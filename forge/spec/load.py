@@ -24,7 +24,7 @@ from forge.judge.relations import Relation, relation_for
 from forge.judge.shapes import Shape
 from forge.spec.expressions import BOOL, NUMBER, columns_for, compile_expression
 from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
-                               ModelsPerception, QuestionForm, RecordsSource, Spec, UrlsSource)
+                               ModelsPerception, QuestionForm, RecordsSource, Spec, TableSource, UrlsSource)
 from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
 
@@ -190,6 +190,14 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
             RecordTable.open(base / source.path)
         except ForgeError as exc:
             problems.add(("source", "path"), str(exc).removeprefix("source.path "))
+    if isinstance(source, TableSource):
+        from forge.perception.image_tables import ImageTable
+
+        try:
+            ImageTable.open(base / source.path, source.image_column)
+        except ForgeError as exc:
+            key, _, message = str(exc).partition(": ")
+            problems.add(("source", key.removeprefix("source.")), message)
     if isinstance(source, ImagesSource):
         target = base / source.path
         if not any(ch in source.path for ch in "*?["):
@@ -200,7 +208,7 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
 
 
 _SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"},
-                      "records": {"records"}}
+                      "table": {"models"}, "records": {"records"}}
 
 
 def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:

@@ -62,6 +62,15 @@ class UrlsSource(Model):
     list: str = Field(description="text file of URLs or paths, relative to the spec file; # starts a comment")
 
 
+class TableSource(Model):
+    """Images listed in one column of a table (Parquet, CSV, JSONL or Lance), for model perception: paths
+    (relative to the table's folder), http(s) URLs, image bytes, or Hugging Face `Image` structs."""
+
+    kind: Literal["table"]
+    path: str = Field(description="a table file, a folder or a glob of them, relative to the spec file")
+    image_column: str = Field("image", min_length=1, description="the column holding each row's image")
+
+
 class RecordsSource(Model):
     """Perception records made elsewhere or by an earlier run: Parquet files or a Lance dataset with the
     columns of the perception record (README: "Perception from a table"), read a chunk at a time."""
@@ -70,7 +79,7 @@ class RecordsSource(Model):
     path: str = Field(description="a .parquet file, a folder or glob of them, or a .lance dataset, relative to the spec file")
 
 
-Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, RecordsSource],
+Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, TableSource, RecordsSource],
                    Field(discriminator="kind")]
 
 

@@ -1,0 +1,101 @@
+"""`source: table`: the same photos given as a folder, or in a table's column as paths, bytes or Hugging
+Face `Image` structs (Parquet, in several row groups), in a Lance dataset, a `datasets.save_to_disk`
+folder, or as CSV/JSONL paths, give the same QA rows; bad table settings are one line from `forge validate`."""
+
+from __future__ import annotations
+
+import json
+
+import lance
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from conftest import read_table, write_spec
+from forge.cli import main
+from helpers import models_spec, write_photos
+from tiny_models import save_tiny_depth, save_tiny_owlvit
+
+PHOTOS = 5
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tables")
+    write_photos(root / "photos", count=PHOTOS)
+    files = sorted((root / "photos").iterdir())
+    names = [f"photos/{f.name}" for f in files]
+    data = [f.read_bytes() for f in files]
+    pq.write_table(pa.table({"image": names, "licence": ["cc-by"] * PHOTOS}), root / "paths.parquet")
+    pq.write_table(pa.table({"image": pa.array(data, pa.binary())}), root / "bytes.parquet")
+    structs = pa.array([{"bytes": d, "path": n} for d, n in zip(data, names)],
+                       pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    pq.write_table(pa.table({"img": structs}), root / "hf.parquet", row_group_size=2)
+    lance.write_dataset(pa.table({"image": pa.array(data, pa.binary())}), str(root / "images.lance"))
+    import datasets
+
+    hf = datasets.Dataset.from_dict({"image": [str(f) for f in files]}).cast_column("image", datasets.Image())
+    hf.save_to_disk(str(root / "hf_saved"))  # Arrow files with the Image feature (bytes, path)
+    (root / "paths.csv").write_text("image,licence\n" + "".join(f"{n},cc-by\n" for n in names))
+    (root / "paths.jsonl").write_text("".join(json.dumps({"image": n}) + "\n" for n in names))
+    models = str(save_tiny_depth(root / "depth")), str(save_tiny_owlvit(root / "owl"))
+    return root, models
+
+
+def _rows(root, models, source: dict, name: str) -> tuple[set, list[str]]:
+    spec = models_spec(*models)
+    spec["source"] = source
+    result = CliRunner().invoke(main, ["build", str(write_spec(root, spec, f"{name}.yaml")), "--db", str(root / f"db_{name}")])
+    assert result.exit_code == 0, result.output
+    rows = read_table(root / f"db_{name}").to_pylist()
+    return {(r["image_id"], r["question"], r["answer"], r["margin"]) for r in rows}, [r["image_uri"] for r in rows]
+
+
+def test_every_kind_of_table_gives_the_folders_rows(world):
+    root, models = world
+    expected, _ = _rows(root, models, {"kind": "images", "path": "photos"}, "folder")
+    assert expected
+    tables = {"paths": {"path": "paths.parquet"}, "bytes": {"path": "bytes.parquet"},
+              "hf": {"path": "hf.parquet", "image_column": "img"}, "lance": {"path": "images.lance"},
+              "csv": {"path": "paths.csv"}, "jsonl": {"path": "paths.jsonl"}, "hf_saved": {"path": "hf_saved"}}
+    for name, source in tables.items():
+        rows, uris = _rows(root, models, {"kind": "table", **source}, name)
+        assert rows == expected, name
+        if name in ("bytes", "hf", "lance"):  # lineage: the file and row each image came from
+            assert all(u.startswith("table://") and "row=" in u for u in uris), name
+
+
+def test_an_image_in_a_table_shows_and_exports(world, tmp_path):
+    root, models = world
+    _rows(root, models, {"kind": "table", "path": "hf.parquet", "image_column": "img"}, "hf_export")
+    db = str(root / "db_hf_export")
+    assert CliRunner().invoke(main, ["show", "--db", db, "--n", "2", "--out", str(tmp_path / "png")]).exit_code == 0
+    result = CliRunner().invoke(main, ["sample", "--db", db, "--n", "10", "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(main, ["export-check", str(tmp_path / "exp")]).exit_code == 0
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"path": "nothing.parquet"}, "source.path: .* matches no table"),
+    ({"path": "paths.parquet", "image_column": "picture"}, "source.image_column: .* has no column 'picture' \\(its columns: image, licence\\)"),
+    ({"path": "paths.parquet", "image_column": "licence"}, None),
+    ({"path": "ints.parquet"}, "source.image_column: 'image' in .* is int64; it must hold paths or URLs"),
+    ({"path": "mixed"}, "source.path: .*tables of one kind only"),
+])
+def test_bad_table_settings_are_one_line(world, source, message):
+    root, models = world
+    pq.write_table(pa.table({"image": [1, 2]}), root / "ints.parquet")
+    (root / "mixed").mkdir(exist_ok=True)
+    pq.write_table(pa.table({"image": ["a.jpg"]}), root / "mixed" / "a.parquet")
+    (root / "mixed" / "b.csv").write_text("image\na.jpg\n")
+    spec = models_spec(*models)
+    spec["source"] = {"kind": "table", **source}
+    result = CliRunner().invoke(main, ["validate", str(write_spec(root, spec, "bad.yaml"))])
+    if message is None:  # a text column of something else validates; the build then skips what does not open
+        assert result.exit_code == 0, result.output
+        return
+    import re
+
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert re.search(message, result.stderr), result.stderr
