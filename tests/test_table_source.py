@@ -37,6 +37,15 @@ def world(tmp_path_factory):
 
     hf = datasets.Dataset.from_dict({"image": [str(f) for f in files]}).cast_column("image", datasets.Image())
     hf.save_to_disk(str(root / "hf_saved"))  # Arrow files with the Image feature (bytes, path)
+    import tarfile
+
+    for shard, members in (("shard-0.tar", files[:3]), ("shard-1.tar", files[3:])):
+        with tarfile.open(root / shard, "w") as tar:
+            for f in members:
+                tar.add(f, arcname=f"{f.stem}.jpg")
+                meta = root / f"{f.stem}.json"
+                meta.write_text(json.dumps({"caption": f.stem}))
+                tar.add(meta, arcname=f"{f.stem}.json")
     (root / "paths.csv").write_text("image,licence\n" + "".join(f"{n},cc-by\n" for n in names))
     (root / "paths.jsonl").write_text("".join(json.dumps({"image": n}) + "\n" for n in names))
     models = str(save_tiny_depth(root / "depth")), str(save_tiny_owlvit(root / "owl"))
@@ -59,6 +68,8 @@ def test_every_kind_of_table_gives_the_folders_rows(world):
     tables = {"paths": {"path": "paths.parquet"}, "bytes": {"path": "bytes.parquet"},
               "hf": {"path": "hf.parquet", "image_column": "img"}, "lance": {"path": "images.lance"},
               "csv": {"path": "paths.csv"}, "jsonl": {"path": "paths.jsonl"}, "hf_saved": {"path": "hf_saved"}}
+    shards, uris = _rows(root, models, {"kind": "webdataset", "path": "shard-*.tar"}, "webdataset")
+    assert shards == expected and all(u.startswith("tar://") and "member=" in u for u in uris)
     for name, source in tables.items():
         rows, uris = _rows(root, models, {"kind": "table", **source}, name)
         assert rows == expected, name
@@ -82,6 +93,7 @@ def test_an_image_in_a_table_shows_and_exports(world, tmp_path):
     ({"path": "paths.parquet", "image_column": "licence"}, None),
     ({"path": "ints.parquet"}, "source.image_column: 'image' in .* is int64; it must hold paths or URLs"),
     ({"path": "mixed"}, "source.path: .*tables of one kind only"),
+    ({"kind": "webdataset", "path": "none-*.tar"}, "source.path: .* matches no tar shard"),
 ])
 def test_bad_table_settings_are_one_line(world, source, message):
     root, models = world

@@ -48,6 +48,10 @@ def read(uri: str) -> bytes:
         from forge.perception.image_tables import cell_bytes
 
         return cell_bytes(uri)
+    if uri.startswith("tar://"):  # a member of a WebDataset shard (source: webdataset)
+        from forge.perception.shards import member_bytes
+
+        return member_bytes(uri)
     if not uri.startswith(("http://", "https://")):
         return Path(uri).read_bytes()
     for attempt in range(URL_ATTEMPTS):

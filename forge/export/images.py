@@ -60,7 +60,7 @@ class ImageWriter:
 
             self._need_files(uri, "a synthetic scene exists only as its URI")
             return self._write(image_id, "png", render_uri(uri).png_bytes())
-        remote = uri.startswith(("http://", "https://", "table://"))  # no file of its own to link or reference
+        remote = uri.startswith(("http://", "https://", "table://", "tar://"))  # no file of its own to link or reference
         if remote:
             self._need_files(uri, "trainers cannot fetch URLs or read images out of tables")
         try:

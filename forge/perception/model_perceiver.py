@@ -20,7 +20,7 @@ from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.perception.tasks import TASKS, RunOptions, perception_label, tasks_of
 from forge.progress import ProgressFactory, StageTimes, no_progress
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import ImagesSource, ModelsPerception, TableSource, UrlsSource
+from forge.spec.schema import ImagesSource, ModelsPerception, TableSource, UrlsSource, WebDatasetSource
 from forge.store import Store
 
 IMAGE_COLUMNS = ("path", "image_id", "width", "height")
@@ -48,7 +48,7 @@ class ModelPerceiver:
 
     def __init__(self, loaded: LoadedSpec, options: RunOptions, limit: int | None):
         spec = loaded.spec
-        assert isinstance(spec.source, (ImagesSource, UrlsSource, TableSource))
+        assert isinstance(spec.source, (ImagesSource, UrlsSource, TableSource, WebDatasetSource))
         assert isinstance(spec.perception, ModelsPerception)
         self.loaded, self.options = loaded, options
         self.store: Store | None = None  # the perception cache's database, from `prepare`

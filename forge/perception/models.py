@@ -29,7 +29,7 @@ from forge.errors import ForgeError
 from forge.perception.flip import flip_views
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
 from forge.perception.tasks import TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
-from forge.spec.schema import ImagesSource, ModelsPerception, ObjectsSpec, TableSource, UrlsSource
+from forge.spec.schema import ImagesSource, ModelsPerception, ObjectsSpec, TableSource, UrlsSource, WebDatasetSource
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 THREADS = max(1, min(16, os.cpu_count() or 1))
@@ -46,10 +46,17 @@ DETECTIONS_TYPE = DataType.list(DataType.struct({
 MASKS_TYPE = DataType.list(DataType.string())
 
 
-def list_images(source: ImagesSource | UrlsSource | TableSource, base_dir: Path) -> list[str]:
+def list_images(source: ImagesSource | UrlsSource | TableSource | WebDatasetSource, base_dir: Path) -> list[str]:
     """Image files of a folder (recursively) or a glob, sorted so builds are reproducible; the
     entries of a URL list in its order (paths in it resolved against the list's folder); or the rows
-    of a table's image column in table order (`image_tables.py`)."""
+    of a table's image column in table order (`image_tables.py`); or the samples of tar shards (`shards.py`)."""
+    if isinstance(source, WebDatasetSource):
+        from forge.perception.shards import image_uris, shard_files
+
+        uris = [uri for shard in shard_files(base_dir / source.path) for uri in image_uris(shard)]
+        if not uris:
+            raise ForgeError(f"source.path {source.path!r}: the shards hold no image members ({', '.join(IMAGE_SUFFIXES)})")
+        return uris
     if isinstance(source, TableSource):
         from forge.perception.image_tables import ImageTable
 

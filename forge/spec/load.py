@@ -24,7 +24,8 @@ from forge.judge.relations import Relation, relation_for
 from forge.judge.shapes import Shape
 from forge.spec.expressions import BOOL, NUMBER, columns_for, compile_expression
 from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
-                               ModelsPerception, QuestionForm, RecordsSource, Spec, TableSource, UrlsSource)
+                               ModelsPerception, QuestionForm, RecordsSource, Spec, TableSource, UrlsSource,
+                               WebDatasetSource)
 from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
 
@@ -198,6 +199,13 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
         except ForgeError as exc:
             key, _, message = str(exc).partition(": ")
             problems.add(("source", key.removeprefix("source.")), message)
+    if isinstance(source, WebDatasetSource):
+        from forge.perception.shards import shard_files
+
+        try:
+            shard_files(base / source.path)
+        except ForgeError as exc:
+            problems.add(("source", "path"), str(exc).removeprefix("source.path: "))
     if isinstance(source, ImagesSource):
         target = base / source.path
         if not any(ch in source.path for ch in "*?["):
@@ -208,7 +216,7 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
 
 
 _SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"},
-                      "table": {"models"}, "records": {"records"}}
+                      "table": {"models"}, "webdataset": {"models"}, "records": {"records"}}
 
 
 def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:

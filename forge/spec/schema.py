@@ -71,6 +71,13 @@ class TableSource(Model):
     image_column: str = Field("image", min_length=1, description="the column holding each row's image")
 
 
+class WebDatasetSource(Model):
+    """WebDataset tar shards, for model perception: each sample key's image member (jpg, png, webp, ...)."""
+
+    kind: Literal["webdataset"]
+    path: str = Field(description="a .tar shard, a folder or a glob of them (e.g. shards/*.tar), relative to the spec file")
+
+
 class RecordsSource(Model):
     """Perception records made elsewhere or by an earlier run: Parquet files or a Lance dataset with the
     columns of the perception record (README: "Perception from a table"), read a chunk at a time."""
@@ -79,7 +86,8 @@ class RecordsSource(Model):
     path: str = Field(description="a .parquet file, a folder or glob of them, or a .lance dataset, relative to the spec file")
 
 
-Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, TableSource, RecordsSource],
+Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, TableSource, WebDatasetSource,
+                         RecordsSource],
                    Field(discriminator="kind")]
 
 

@@ -1,0 +1,72 @@
+"""`source: webdataset`: images inside WebDataset tar shards, one per sample key.
+
+A sample is the shard's files that share a key (the name up to the first dot); its image is the
+member with an image extension. Each image is named by a URI that points at its member,
+`tar:///data/shard-000012.tar?member=000123.jpg`, so lineage (shard and key) travels with every QA
+row, and the bytes are read again by seeking to the member (each shard's index is read once per
+process and cached).
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import tarfile
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
+
+from forge.errors import ForgeError
+
+SCHEME = "tar://"
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
+
+
+def shard_files(path: Path) -> list[str]:
+    """The shards a source names: a .tar file, a folder of them or a glob; ForgeError if none."""
+    text = str(path)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*.tar"))
+    elif any(ch in text for ch in "*?["):
+        files = sorted(globbing.glob(text, recursive=True))
+    else:
+        files = [text] if path.is_file() else []
+    if not files:
+        raise ForgeError(f"source.path: {text} matches no tar shard (give a .tar file, a folder or a glob such as "
+                         "shards/*.tar, relative to the spec file)")
+    for file in files:
+        try:
+            _index(str(Path(file).resolve()))
+        except (OSError, tarfile.TarError) as exc:
+            raise ForgeError(f"source.path: {file} is not a readable tar shard: {exc}") from None
+    return [str(Path(f).resolve()) for f in files]
+
+
+@lru_cache(maxsize=64)
+def _index(shard: str) -> dict[str, tuple[int, int]]:
+    """Member name -> (offset of its data, size), read once per shard."""
+    with tarfile.open(shard) as tar:
+        return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
+
+
+def image_uris(shard: str) -> list[str]:
+    """One URI per sample key that has an image member, in shard order."""
+    seen: dict[str, str] = {}
+    for name in _index(shard):
+        key, _, extension = Path(name).name.partition(".")
+        key = str(Path(name).parent / key)
+        if extension.lower() in IMAGE_EXTENSIONS and key not in seen:
+            seen[key] = name
+    return [f"{SCHEME}{quote(shard)}?{urlencode({'member': member})}" for member in seen.values()]
+
+
+def member_bytes(uri: str) -> bytes:
+    parsed = urlparse(uri)
+    shard = unquote(parsed.netloc + parsed.path)
+    member = parse_qs(parsed.query)["member"][0]
+    index = _index(shard)
+    if member not in index:
+        raise OSError(f"{shard} has no member {member!r}")
+    offset, size = index[member]
+    with open(shard, "rb") as file:
+        file.seek(offset)
+        return file.read(size)
