@@ -171,7 +171,14 @@ def test_url_list_source_records_unreachable_and_missing_urls(tmp_path):
     served.mkdir()
     for i in range(3):
         scene(i).save(served / f"img_{i}.jpg")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    fetched: dict[str, int] = {}
+
+    class Counting(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            fetched[self.path] = fetched.get(self.path, 0) + 1
+            super().do_GET()
+
+    handler = functools.partial(Counting, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     closed = socket.socket()
@@ -197,6 +204,8 @@ def test_url_list_source_records_unreachable_and_missing_urls(tmp_path):
         server.shutdown()
     assert result.exit_code == 0, result.output
     assert "6 read, 2 skipped" in result.output
+    assert {path: n for path, n in fetched.items() if path.startswith("/img_")} == {f"/img_{i}.jpg": 1 for i in range(3)}
+    assert not (tmp_path / "db" / ".forge-downloads").exists()  # one download each, kept only until the models ran
     db = lancedb.connect(str(tmp_path / "db"))
     errors = {e["image_uri"]: e["reason"] for e in db.open_table("errors").to_arrow().to_pylist()}
     assert "Connection refused" in errors[f"http://127.0.0.1:{dead_port}/gone.jpg"]

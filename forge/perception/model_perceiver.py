@@ -8,6 +8,7 @@ plans of these same steps (`ModelPerceiver.plans`).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 
 import daft
@@ -24,6 +25,7 @@ from forge.spec.schema import ImagesSource, ModelsPerception, TableSource, UrlsS
 from forge.store import Store
 
 IMAGE_COLUMNS = ("path", "image_id", "width", "height")
+DOWNLOADS = ".forge-downloads"  # in the database folder: downloaded images until the models have run
 
 
 @dataclass
@@ -58,6 +60,7 @@ class ModelPerceiver:
         self.images: list[dict] = []
         self.keys = {name: task.cache_key(self.perception) for name, (task, _) in tasks_of(self.perception).items()}
         self.label = "reading perception"
+        self.downloads: str | None = None  # where URLs wait between identify and decode, during `prepare`
 
     @property
     def items(self) -> int:
@@ -79,7 +82,7 @@ class ModelPerceiver:
             prompt = TASKS[name].prompted_by
             if prompt is not None and prompt not in need:
                 images = images.join(self._cached(prompt), on="image_id")
-        return run_models(images, self.perception, self.options, set(need))
+        return run_models(images, self.perception, self.options, set(need), self.downloads)
 
     def records_plan(self, images: DataFrame, ids: list[str] | None = None) -> DataFrame:
         """Perception records of `images` from the cached outputs of every task (read for `ids` only, when given)."""
@@ -102,11 +105,12 @@ class ModelPerceiver:
         Times the `identify` and `models` stages into `stages` and shows a progress bar per model run.
         """
         self.store = store
+        self.downloads = str(store.path / DOWNLOADS)  # a rerun after a crash finds what was fetched
         stats = self.stats
         stages = stages if stages is not None else StageTimes()
         with stages.stage("identify") as stage, progress("identifying", len(self.files), "images") as bar:
             ids = []
-            for batch in identify(self.files).to_arrow_iter():
+            for batch in identify(self.files, self.downloads).to_arrow_iter():
                 ids.extend(batch.to_pylist())
                 bar.update(batch.num_rows)
             stage.counts["images"] = len(ids)
@@ -138,6 +142,8 @@ class ModelPerceiver:
                         self._store_batch(pa.Table.from_batches([batch]), cache, need)
                         bar.update(batch.num_rows)
             stage.counts["images"] = sum(len(rows) for rows in groups.values())
+        shutil.rmtree(self.downloads, ignore_errors=True)  # every model has read them
+        self.downloads = None
         undecodable = {path for path, _ in stats.failures}
         self.images = [{k: row[k] for k in IMAGE_COLUMNS} for row in unique.values() if row["path"] not in undecodable]
         stats.records = len(self.images) + len(stats.failures)

@@ -14,9 +14,11 @@ The tasks (which model, which cache table and key) are listed once, in `tasks.py
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib
 import io
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -80,11 +82,34 @@ def list_images(source: ImagesSource | UrlsSource | TableSource | WebDatasetSour
     return files
 
 
-def _identify(path: str) -> dict:
-    from udfs.images import check_size, content_id, oriented_size, read
+class Downloads:
+    """Downloaded images kept on disk (`folder`) from identification to decoding, so a build fetches
+    each URL once; local files, table cells and shard members are read where they are."""
+
+    def __init__(self, folder: str | None):
+        self.folder = folder
+
+    def read(self, uri: str) -> bytes:
+        from udfs.images import read
+
+        if self.folder is None or not uri.startswith(("http://", "https://")):
+            return read(uri)
+        path = Path(self.folder) / hashlib.sha256(uri.encode()).hexdigest()[:32]
+        if path.exists():
+            return path.read_bytes()
+        data = read(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        part.write_bytes(data)
+        part.replace(path)
+        return data
+
+
+def _identify(path: str, downloads: Downloads) -> dict:
+    from udfs.images import check_size, content_id, oriented_size
 
     try:
-        data = read(path)
+        data = downloads.read(path)
         with Image.open(io.BytesIO(data)) as img:
             check_size(img)
             width, height = oriented_size(img)
@@ -97,10 +122,13 @@ def _identify(path: str) -> dict:
 
 @daft.cls
 class IdentifyImages:
+    def __init__(self, downloads: str | None = None):
+        self.downloads = Downloads(downloads)
+
     @daft.method.batch(return_dtype=ID_TYPE)
     def __call__(self, paths: Series) -> list[dict]:
         with ThreadPoolExecutor(THREADS) as pool:
-            return list(pool.map(_identify, paths.to_pylist()))
+            return list(pool.map(lambda path: _identify(path, self.downloads), paths.to_pylist()))
 
 
 INPUTS = {"depth": "udfs.depth:DepthInputs", "detections": "udfs.grounding:GroundingInputs",
@@ -117,16 +145,17 @@ def _inputs(task: Task, model: str):
 class PrepareImages:
     """Decodes each image once and resizes it to the fixed inputs of the models that will run."""
 
-    def __init__(self, models: dict[str, str]):
+    def __init__(self, models: dict[str, str], downloads: str | None = None):
         self.inputs = {name: _inputs(TASKS[name], model) for name, model in models.items()}
+        self.downloads = Downloads(downloads)
         self.longest = max(max(m.height, m.width) for m in self.inputs.values())
 
     def _one(self, path: str) -> dict:
-        from udfs.images import decode, read
+        from udfs.images import decode
 
         empty = {f"{name}_input": None for name in TASKS}
         try:
-            image, _ = decode(read(path), self.longest)
+            image, _ = decode(self.downloads.read(path), self.longest)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             return {"prepare_error": f"cannot decode image: {exc}", **empty}
         mirrored = ImageOps.mirror(image) if any(TASKS[name].mirrored for name in self.inputs) else None
@@ -244,13 +273,14 @@ class ModelRecord:
         return image_record(image_id, uri, width, height, kind, self.label, objects)
 
 
-def identify(files: list[str]) -> DataFrame:
-    """path, image_id, width, height, error for each file."""
+def identify(files: list[str], downloads: str | None = None) -> DataFrame:
+    """path, image_id, width, height, error for each file (URLs downloaded into `downloads`, when given)."""
     df = daft.from_pydict({"path": files})
-    return df.select("path", IdentifyImages()(col("path")).alias("id")).select("path", col("id").unnest())
+    return df.select("path", IdentifyImages(downloads)(col("path")).alias("id")).select("path", col("id").unnest())
 
 
-def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions, names: set[str]) -> DataFrame:
+def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions, names: set[str],
+               downloads: str | None = None) -> DataFrame:
     """Prepare and run the models of the tasks `names` on identified images (path, image_id, width,
     height; plus `detections` when segmentation runs without grounding: the cached boxes).
 
@@ -258,7 +288,7 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
     fail to decode keep their `prepare_error` and get null model outputs.
     """
     models = {name: pair for name, pair in tasks_of(perception).items() if name in names}
-    prepare = PrepareImages({name: spec.model for name, (_, spec) in models.items()})
+    prepare = PrepareImages({name: spec.model for name, (_, spec) in models.items()}, downloads)
     carried = [c for c in ("detections",) if c in images.column_names and "grounding" not in names]
     df = images.with_column("prepared", prepare(col("path"))).select(
         "path", "image_id", "width", "height", *carried, col("prepared").unnest())
