@@ -96,7 +96,7 @@ class BuildReport:
         return out
 
 
-def _check_models(loaded: LoadedSpec) -> None:
+def _check_models(loaded: LoadedSpec, options: RunOptions, echo: Callable[[str], None]) -> None:
     """Fail before any work when a configured model cannot be found (offline machines)."""
     perception = loaded.spec.perception
     if isinstance(perception, ModelsPerception):
@@ -105,11 +105,11 @@ def _check_models(loaded: LoadedSpec) -> None:
         from udfs.loading import resolve_model
 
         for _, model in tasks_of(perception).values():
-            resolve_model(model.model)
+            resolve_model(model.model, options.offline, echo)
         if perception.segmentation is not None:
             from transformers import AutoConfig
 
-            kind = AutoConfig.from_pretrained(resolve_model(perception.segmentation.model)).model_type
+            kind = AutoConfig.from_pretrained(resolve_model(perception.segmentation.model, options.offline, echo)).model_type
             if kind != "sam":
                 raise ForgeError(f"perception.segmentation.model {perception.segmentation.model!r} is a {kind!r} model; "
                                  f"forge runs SAM checkpoints (SamModel, e.g. facebook/sam-vit-base)")
@@ -298,7 +298,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
     spec = loaded.spec
     seed = spec.seed if seed is None else seed
     with stages.stage("setup"):  # finding models, compiling the judge, opening the database and the staging
-        _check_models(loaded)
+        _check_models(loaded, options, echo)
         judge = Judge(loaded, seed)
         perceiver = perceiver_for(loaded, seed, limit, options)
         source = spec.source

@@ -145,6 +145,9 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
 @BATCH_OPT
 @CONCURRENCY_OPT
 @click.option("--no-cache", is_flag=True, help="Run the models even for images already in the perception cache, replacing their cached outputs.")
+@click.option("--offline", is_flag=True,
+              help="Never download a model: a hub id must already be in the Hugging Face cache (as HF_HUB_OFFLINE=1). "
+                   "Without it, a hub id not yet cached is downloaded on first use.")
 @click.option("--runner", type=click.Choice(["native", "ray"]), default="native", show_default=True,
               help="native: Daft's local engine on this machine. ray: the same plan on Daft's Ray runner, "
                    "a local Ray on this machine's cores unless --address names a cluster.")
@@ -158,7 +161,7 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
 @_user_errors
 def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str, batch_size: int | None,
           no_cache: bool, concurrency: int | None, runner: str, address: str | None, chunk_size: int,
-          no_resume: bool) -> None:
+          no_resume: bool, offline: bool) -> None:
     """Run SPEC: perceive images, relate and verify objects, write QA rows to --db.
 
     Images flow through judging a chunk at a time and the rows become visible in one commit at
@@ -177,7 +180,7 @@ def build(spec: Path, db: Path, limit: int | None, seed: int | None, device: str
     if runner != "native":
         click.echo(f"running on the {where}", err=True)
     options = RunOptions(device=model_device(device, runner), batch_size=batch_size, use_cache=not no_cache,
-                         concurrency=concurrency)
+                         concurrency=concurrency, offline=offline)
     report = run_build(loaded, db, seed=seed, limit=limit, echo=lambda m: click.echo(m, err=True),
                        options=options, progress=_progress_bar, chunk_size=chunk_size, resume=not no_resume)
     for line in report.lines():

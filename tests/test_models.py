@@ -253,11 +253,11 @@ def test_show_overlays_the_cached_depth_of_model_builds(tmp_path, models):
     assert changed.mean() > 0.3  # the overlay covers the picture (not only the boxes)
 
 
-def test_missing_model_is_one_line_error(tmp_path, models):
+def test_missing_model_offline_is_one_line_error(tmp_path, models):
     _, owl = models
     write_photos(tmp_path / "photos", count=1)
     spec = write_spec(tmp_path, models_spec("no-such-org/no-such-depth-model", str(owl)))
-    result = CliRunner().invoke(main, ["build", str(spec), "--db", str(tmp_path / "db")])
+    result = CliRunner().invoke(main, ["build", str(spec), "--db", str(tmp_path / "db"), "--offline"])
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert "'no-such-org/no-such-depth-model' is neither a local folder nor in the Hugging Face cache" in result.stderr

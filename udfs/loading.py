@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -11,8 +13,13 @@ from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
 from forge.errors import ForgeError
 
 
-def resolve_model(model: str) -> str:
-    """Return a loadable id/folder, or raise ForgeError saying where forge looked and what to do."""
+SKIPPED_WEIGHTS = ["*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.tflite", "*.ot", "*.gguf"]  # other frameworks' copies
+
+
+def resolve_model(model: str, offline: bool = False, echo: Callable[[str], None] = print) -> str:
+    """Return a loadable id/folder, downloading a hub id into the Hugging Face cache on first use (as
+    transformers users expect) unless offline (`offline`, or HF_HUB_OFFLINE=1); else raise ForgeError
+    saying where forge looked and what to do."""
     folder = Path(model).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
@@ -21,19 +28,36 @@ def resolve_model(model: str) -> str:
     cached = try_to_load_from_cache(model, "config.json")
     if isinstance(cached, str):
         return model
-    raise ForgeError(
-        f"model {model!r} is neither a local folder nor in the Hugging Face cache (looked in {folder.resolve()} and "
-        f"{constants.HF_HUB_CACHE}); on a machine with network run `forge models pull {model} --to models` "
-        f"and set the spec's model to the folder it prints"
-    )
+    if offline or constants.HF_HUB_OFFLINE:
+        raise ForgeError(
+            f"model {model!r} is neither a local folder nor in the Hugging Face cache (looked in {folder.resolve()} and "
+            f"{constants.HF_HUB_CACHE}) and this run is offline; on a machine with network run "
+            f"`forge models pull {model} --to models` and set the spec's model to the folder it prints")
+    _download(model, echo)
+    return model
+
+
+def _download(model: str, echo: Callable[[str], None]) -> None:
+    """Fetch a hub model into the Hugging Face cache, saying what and how much first."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(model, files_metadata=True)
+        size = sum(s.size or 0 for s in info.siblings or [] if not any(fnmatch(s.rfilename, p) for p in SKIPPED_WEIGHTS))
+        echo(f"downloading model {model} ({size / 2**20:,.0f} MiB) into the Hugging Face cache {constants.HF_HUB_CACHE} "
+             f"(once; --offline or HF_HUB_OFFLINE=1 to never download)")
+        snapshot_download(repo_id=model, ignore_patterns=SKIPPED_WEIGHTS)
+    except Exception as exc:  # hub errors come in many types; all mean the same to the user
+        reason = " ".join(str(exc).split())[:300]
+        raise ForgeError(f"model {model!r} is not in the Hugging Face cache and cannot be downloaded: {reason} (check the "
+                         f"id, the network, and HF_TOKEN for gated models; or `forge models pull` it elsewhere)") from None
 
 
 def pull_model(model: str, to: Path) -> Path:
     """Download a model's files (weights as safetensors, configs, tokenizer) into `to/<org>__<name>`."""
     target = to / model.replace("/", "__")
     try:
-        snapshot_download(repo_id=model, local_dir=target,
-                          ignore_patterns=["*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.tflite", "*.ot", "*.gguf"])
+        snapshot_download(repo_id=model, local_dir=target, ignore_patterns=SKIPPED_WEIGHTS)
     except Exception as exc:  # hub errors come in many types; all mean the same to the user
         reason = " ".join(str(exc).split())[:300]
         raise ForgeError(f"cannot download model {model!r}: {reason} (check the id, the network, and HF_TOKEN for gated models)") from None

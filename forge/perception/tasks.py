@@ -30,6 +30,7 @@ class RunOptions:
     batch_size: int | None = None
     use_cache: bool = True
     concurrency: int | None = None
+    offline: bool = False  # never download a model (as HF_HUB_OFFLINE=1)
 
     def wants_gpu(self) -> bool:
         if self.device != "auto":
