@@ -164,7 +164,8 @@ def _kill_when(command: list[str], ready, timeout: float = 240) -> None:
 
 
 def _staged(db: Path, kind: str) -> int:
-    return len(list((db / STAGING).glob(f"*/{kind}/*")))
+    """Files a build finished staging (not the hidden temporary files it is still writing)."""
+    return sum(1 for p in (db / STAGING).glob(f"*/{kind}/*") if not p.name.startswith("."))
 
 
 def test_a_build_killed_while_writing_leaves_the_old_table_and_resumes_its_finished_chunks(records, tmp_path):
