@@ -208,7 +208,7 @@ def test_unknown_model_id_is_one_line_and_writes_nothing(tmp_path):
     spec.update(source={"kind": "images", "path": "photos"},
                 perception={"kind": "models", "depth": {"model": "nobody/no-depth-model"},
                             "grounding": {"model": "nobody/no-detector", "vocabulary": ["cup"]}})
-    result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, spec)), "--db", str(tmp_path / "db")])
+    result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, spec)), "--db", str(tmp_path / "db"), "--offline"])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "'nobody/no-depth-model' is neither a local folder" in result.stderr
     assert not (tmp_path / "db").exists()
