@@ -11,7 +11,6 @@ each group once; a Lance row directly; an Arrow file memory-mapped.
 
 from __future__ import annotations
 
-import glob as globbing
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
+from forge.perception.paths import expand
 
 SCHEME = "table://"
 KINDS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".lance": "lance", ".arrow": "arrow"}
@@ -75,15 +75,9 @@ class ImageTable:
     def open(cls, path: Path, column: str) -> ImageTable:
         """Check the table and its image column; ForgeError (one line, naming the key) if unusable."""
         text = str(path)
-        suffix = Path(text.rstrip("/")).suffix.lower()
-        if path.is_dir() and suffix != ".lance":
-            files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in KINDS and p.is_file())
-            if any(f.endswith(".arrow") for f in files):  # a datasets folder: its .json files are metadata
-                files = [f for f in files if f.endswith(".arrow")]
-        elif any(ch in text for ch in "*?["):
-            files = sorted(globbing.glob(text, recursive=True))
-        else:
-            files = [text] if path.exists() else []
+        files = expand(path, set(KINDS))
+        if path.is_dir() and any(f.endswith(".arrow") for f in files):  # a datasets folder: its .json files are metadata
+            files = [f for f in files if f.endswith(".arrow")]
         if not files:
             raise ForgeError(f"source.path: {text} matches no table (give a .parquet, .csv, .jsonl or .lance file, a folder "
                              "or a glob, relative to the spec file)")

@@ -13,7 +13,6 @@ The tasks (which model, which cache table and key) are listed once, in `tasks.py
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import importlib
 import io
@@ -29,6 +28,7 @@ from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.perception.flip import flip_views
+from forge.perception.paths import expand
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
 from forge.perception.tasks import TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
 from forge.spec.schema import ImagesSource, ModelsPerception, ObjectsSpec, TableSource, UrlsSource, WebDatasetSource
@@ -74,8 +74,7 @@ def list_images(source: ImagesSource | UrlsSource | TableSource | WebDatasetSour
             raise ForgeError(f"source.list {listing}: lists no images; put one URL or path per line")
         resolved = [e if e.startswith(("http://", "https://")) else str((listing.parent / e).resolve()) for e in entries]
         return list(dict.fromkeys(resolved))
-    folder = base_dir / source.path
-    paths = folder.rglob("*") if folder.is_dir() else map(Path, glob.glob(str(folder), recursive=True))
+    paths = map(Path, expand(base_dir / source.path, IMAGE_SUFFIXES))
     files = sorted(str(p.resolve()) for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ForgeError(f"source.path {source.path!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {base_dir}")

@@ -9,13 +9,13 @@ process and cached).
 
 from __future__ import annotations
 
-import glob as globbing
 import tarfile
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 from forge.errors import ForgeError
+from forge.perception.paths import expand
 
 SCHEME = "tar://"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
@@ -24,12 +24,7 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
 def shard_files(path: Path) -> list[str]:
     """The shards a source names: a .tar file, a folder of them or a glob; ForgeError if none."""
     text = str(path)
-    if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*.tar"))
-    elif any(ch in text for ch in "*?["):
-        files = sorted(globbing.glob(text, recursive=True))
-    else:
-        files = [text] if path.is_file() else []
+    files = expand(path, {".tar"})
     if not files:
         raise ForgeError(f"source.path: {text} matches no tar shard (give a .tar file, a folder or a glob such as "
                          "shards/*.tar, relative to the spec file)")

@@ -8,7 +8,6 @@ those of `records.RECORD_SCHEMA`; wider numeric types and extra columns are acce
 
 from __future__ import annotations
 
-import glob as globbing
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
+from forge.perception.paths import expand
 from forge.judge.hashing import image_keys
 from forge.perception.records import OPTIONAL_OBJECT_FIELDS, RECORD_SCHEMA
 
@@ -82,8 +82,7 @@ class RecordTable:
                 raise ForgeError(f"{where} {path}: cannot open the Lance dataset: {' '.join(str(exc).split())[:200]}") from None
             _check_schema(dataset.schema, f"{where} {path}")
             return cls._nonempty(cls((path,), True, dataset.count_rows(), absent=_absent(dataset.schema)), where, path)
-        folder = Path(path)
-        files = sorted(str(p) for p in folder.rglob("*.parquet")) if folder.is_dir() else sorted(globbing.glob(path, recursive=True))
+        files = expand(Path(path), {".parquet"})
         if not files:
             raise ForgeError(f"{where} {path}: no Parquet files there (give a .parquet file, a folder or a glob, or a .lance dataset)")
         groups: list[int] = []
