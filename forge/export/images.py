@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
+from forge.export.writing import atomically
 
 IMAGE_MODES = ("copy", "link", "none")
 READABLE = {"JPEG": "jpg", "PNG": "png"}  # formats every trainer's loader opens
@@ -97,22 +98,13 @@ class ImageWriter:
             return ExportedImage(self._relative(source), source, width, height)
         target = self.folder / f"{image_id}.{ext}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        tmp.unlink(missing_ok=True)
-        if self.mode == "link":
-            os.symlink(source, tmp)
-        else:
-            shutil.copyfile(source, tmp)
-        tmp.replace(target)  # whole or not at all; replaces what an earlier export (or mode) left
+        atomically(target, lambda tmp: os.symlink(source, tmp) if self.mode == "link" else shutil.copyfile(source, tmp))
         return ExportedImage(self._relative(target), target, width, height)
 
     def _write(self, image_id: str, ext: str, data: bytes) -> ExportedImage:
         target = self.folder / f"{image_id}.{ext}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        tmp.unlink(missing_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        atomically(target, lambda tmp: tmp.write_bytes(data))
         with Image.open(target) as img:
             width, height = img.size
         return ExportedImage(self._relative(target), target, width, height)

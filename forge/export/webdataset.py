@@ -6,11 +6,12 @@ the folder's old shards first, so no stale shard is read with the new ones."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
 from forge.export.samples import ExportOptions, Sample
-from forge.export.writing import write_text
+from forge.export.writing import atomically, write_text
 
 SHARD_SIZE = 1000  # images per shard
 PATTERN = "shard-*.tar"
@@ -23,8 +24,6 @@ def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 
 def write(samples: list[Sample], out: Path, options: ExportOptions) -> list[Path]:
-    import json
-
     for stale in out.glob(PATTERN):
         stale.unlink()
     images: dict[str, list[Sample]] = {}
@@ -33,18 +32,20 @@ def write(samples: list[Sample], out: Path, options: ExportOptions) -> list[Path
     keys = list(images)
     shards = []
     for start in range(0, len(keys), SHARD_SIZE):
-        shard = out / f"shard-{start // SHARD_SIZE:06d}.tar"
-        tmp = shard.with_name(shard.name + ".part")
-        with tarfile.open(tmp, "w") as tar:
-            for key in keys[start:start + SHARD_SIZE]:
-                group = images[key]
-                image = group[0].image
-                rows = [row for sample in group for row in sample.rows]
-                _add(tar, f"{key}.{image.file.suffix.lstrip('.')}", image.file.read_bytes())
-                record = {"image_id": key, "split": rows[0]["split"], "width": image.width, "height": image.height,
-                          "qa": [{k: v for k, v in row.items() if k not in ("image_uri",)} for row in rows]}
-                _add(tar, f"{key}.json", json.dumps(record, ensure_ascii=False, default=str).encode())
-        tmp.replace(shard)
-        shards.append(shard)
+        shards.append(atomically(out / f"shard-{start // SHARD_SIZE:06d}.tar",
+                                 lambda tmp, chunk=keys[start:start + SHARD_SIZE]: _write_shard(tmp, chunk, images)))
     write_text(out / "shards.txt", "".join(f"{s.name}\n" for s in shards))
     return shards
+
+
+def _write_shard(path: Path, keys: list[str], images: dict[str, list[Sample]]) -> None:
+    """One tar of samples: per image key, its image and a JSON of all its QA rows."""
+    with tarfile.open(path, "w") as tar:
+        for key in keys:
+            group = images[key]
+            image = group[0].image
+            rows = [row for sample in group for row in sample.rows]
+            _add(tar, f"{key}.{image.file.suffix.lstrip('.')}", image.file.read_bytes())
+            record = {"image_id": key, "split": rows[0]["split"], "width": image.width, "height": image.height,
+                      "qa": [{k: v for k, v in row.items() if k not in ("image_uri",)} for row in rows]}
+            _add(tar, f"{key}.json", json.dumps(record, ensure_ascii=False, default=str).encode())
