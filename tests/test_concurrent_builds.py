@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import lance
 import pytest
@@ -18,10 +19,23 @@ def _spec(folder, name: str, images: int = 12) -> str:
     return str(write_spec(folder, dict(demo_dict(images=images), name=name), name=f"{name}.yaml"))
 
 
-def _together(specs: list[str], db) -> list[subprocess.CompletedProcess]:
-    processes = [subprocess.Popen([sys.executable, "-m", "forge.cli", "build", spec, "--db", str(db)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for spec in specs]
-    return [subprocess.CompletedProcess(p.args, p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in processes]
+def _together(specs: list[str], db, logs) -> list[subprocess.CompletedProcess]:
+    """Start the builds while this test holds the database's lock, so that every one of them reaches it
+    while it is taken (whatever the machine's speed); release it once all say they wait."""
+    from forge.store import Store
+
+    logs.mkdir(exist_ok=True)
+    errs = [logs / f"{i}.err" for i in range(len(specs))]
+    with Store(db).build_lock("the test", lambda _: None):
+        processes = [subprocess.Popen([sys.executable, "-m", "forge.cli", "build", spec, "--db", str(db)],
+                                      stdout=subprocess.PIPE, stderr=err.open("w"), text=True)
+                     for spec, err in zip(specs, errs)]
+        deadline = time.time() + 300
+        while not all("waiting: forge build of spec the test" in err.read_text() for err in errs):
+            assert time.time() < deadline and all(p.poll() is None for p in processes)
+            time.sleep(0.1)
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=600), p.stdout.read(), err.read_text())
+            for p, err in zip(processes, errs)]
 
 
 @pytest.mark.parametrize("names, trials", [(["demo", "demo"], 2), (["demo", "other", "third", "demo"], 1)],
@@ -33,10 +47,10 @@ def test_concurrent_builds_never_double_rows(tmp_path, names, trials):
         alone[name] = run_build(load_spec(specs[name]), tmp_path / f"alone_{name}", echo=lambda _: None).qa_rows
     for trial in range(trials):
         db = tmp_path / f"db{trial}"
-        results = _together([specs[name] for name in names], db)
+        results = _together([specs[name] for name in names], db, tmp_path / f"logs{trial}")
         assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
-        waited = [r for r in results if "waiting: forge build of spec" in r.stderr]
-        assert len(waited) >= 1  # they took turns, and said so
+        waits = sum(r.stderr.count("waiting: forge build of spec") for r in results)
+        assert waits >= len(names)  # each found the lock taken, said by whom, and waited its turn
         rows = read_table(db).to_pylist()
         ids = [row["qa_id"] for row in rows]
         assert len(ids) == len(set(ids)) == sum(alone.values())
