@@ -140,7 +140,7 @@ def main() -> None:
 
         start = time.perf_counter()
         perceiver = ModelPerceiver(loaded, RunOptions(args.device, b), None)
-        perceiver.prepare(Store(root / "db"))
+        perceiver.prepare(Store(root / "db"), root / "index")
         rows = perceiver.records(0, perceiver.items).collect().to_pylist()
         stats = perceiver.stats
         t_forge = time.perf_counter() - start

@@ -29,7 +29,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from forge.perception.models import THREADS, Downloads, identify, list_images  # noqa: E402
+from forge.perception.listing import listing  # noqa: E402
+from forge.perception.models import THREADS, Downloads, identify  # noqa: E402
 from forge.perception.synthetic_scene import render_scene  # noqa: E402
 from forge.spec.schema import ImagesSource, TableSource, UrlsSource, WebDatasetSource  # noqa: E402
 from udfs.images import decode  # noqa: E402
@@ -64,6 +65,10 @@ def write_sources(root: Path, count: int) -> dict:
             "webdataset shards": WebDatasetSource(kind="webdataset", path="shards")}
 
 
+def _uris(source, root: Path) -> list[str]:
+    return [uri for uri, _ in listing(source, root).entries()]
+
+
 def measure(uris: list[str], downloads: Downloads, folder: str | None) -> tuple[float, float]:
     """Seconds to identify every image (forge's Daft UDF) and to decode every image (threads, as
     PrepareImages does)."""
@@ -89,12 +94,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         sources = write_sources(root, args.images)
-        measure(list_images(sources["folder"], root), Downloads(None), None)  # warm-up: Daft's start, the page cache
+        measure(_uris(sources["folder"], root), Downloads(None), None)  # warm-up: Daft's start, the page cache
         print("| source | list s | identify images/s | decode images/s |")
         print("|---|---|---|---|")
         for name, source in sources.items():
             start = time.perf_counter()
-            uris = list_images(source, root)
+            uris = _uris(source, root)
             listed = time.perf_counter() - start
             identified, decoded = measure(uris, Downloads(None), None)
             results[name] = {"list_s": listed, "identify": len(uris) / identified, "decode": len(uris) / decoded}
@@ -116,7 +121,7 @@ def main() -> None:
         try:
             (root / "urls.txt").write_text("".join(f"http://127.0.0.1:{server.server_address[1]}/{f.name}\n"
                                                    for f in sorted((root / "photos").iterdir())))
-            uris = list_images(UrlsSource(kind="urls", list="urls.txt"), root)
+            uris = _uris(UrlsSource(kind="urls", list="urls.txt"), root)
             for label, folder in (("double fetch (before)", None), ("one download", str(root / "downloads"))):
                 fetched.clear()
                 identified, decoded = measure(uris, Downloads(folder), folder)

@@ -198,7 +198,7 @@ class _Build:
 
     def perceive(self, perceiver: Perceiver) -> RecordTable:
         self.report.resumed["perceived"] = len(self.staging.done("records"))
-        perceiver.prepare(self.store, self.progress, self.report.stages)
+        perceiver.prepare(self.store, self.staging.root / "index", self.chunk_size, self.progress, self.report.stages)
         with self.report.stages.stage("perceive") as stage:
             return _stage_records(perceiver, self.staging, self.chunk_size, self.progress, stage)
 

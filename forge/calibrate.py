@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,10 +120,11 @@ def _model_records(loaded: LoadedSpec, truth: TruthSet, truth_records: pl.DataFr
     on_truth = LoadedSpec(loaded.spec.model_copy(update={"source": source}), loaded.path, loaded.spec_hash)
     perceiver = ModelPerceiver(on_truth, options, None)
     store = Store(db)
-    with store.build_lock(f"{loaded.spec.name} (forge calibrate)", lambda m: print(m, file=sys.stderr)):
-        perceiver.prepare(store)  # writes the perception cache: never at the same time as a build
-    if boxes == "perceived":
-        return _collect(perceiver.records(0, perceiver.items))
+    with store.build_lock(f"{loaded.spec.name} (forge calibrate)", lambda m: print(m, file=sys.stderr)), \
+            tempfile.TemporaryDirectory(dir=store.path) as index:
+        perceiver.prepare(store, Path(index))  # writes the perception cache: never at the same time as a build
+        if boxes == "perceived":
+            return _collect(perceiver.records(0, perceiver.items))
     perception = loaded.spec.perception
     assert isinstance(perception, ModelsPerception)
     key = TASKS["depth"].cache_key(perception)

@@ -56,13 +56,16 @@ class StageTimes:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[Stage]:
-        current = Stage(name)
+        """Time a stage; entered again (a stage run a window at a time), its time adds up in one line."""
+        current = next((s for s in self.stages if s.name == name), None)
+        if current is None:
+            current = Stage(name)
+            self.stages.append(current)
         clock = time.perf_counter()
         try:
             yield current
         finally:
-            current.seconds = time.perf_counter() - clock
-            self.stages.append(current)
+            current.seconds += time.perf_counter() - clock
 
     def get(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)

@@ -129,7 +129,8 @@ def test_progress_totals_count_bad_images_once(corpus_build):
     report = run_build(load_spec(root / "spec.yaml"), root / "db", echo=lambda _: None, progress=progress)
     bars = {bar["label"]: bar for bar in progress.bars}
     files = len(GOOD) + len(BAD)
-    assert (bars["identifying"]["total"], sum(bars["identifying"]["updates"])) == (files, files)
+    perceiving = bars["perceiving with depth + grounding"]
+    assert (perceiving["total"], sum(perceiving["updates"])) == (files, files)
     # one perception record per file: the readable ones from the cache, the unreadable ones as errors
     assert (bars["reading perception"]["total"], sum(bars["reading perception"]["updates"])) == (files, files)
     assert report.images == files

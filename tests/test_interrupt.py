@@ -37,7 +37,7 @@ def workspace(tmp_path_factory):
 
 
 def _command(spec: Path, db: Path) -> list[str]:
-    return [sys.executable, "-m", "forge.cli", "build", str(spec), "--db", str(db)]
+    return [sys.executable, "-m", "forge.cli", "build", str(spec), "--db", str(db), "--chunk-size", "8"]  # 3 windows
 
 
 def _run(spec: Path, db: Path) -> subprocess.CompletedProcess:
@@ -61,7 +61,7 @@ def _kill_at(spec: Path, db: Path, marker: str, delay: float) -> None:
 
 
 @pytest.mark.parametrize("marker, delay", [
-    ("running depth + grounding", 0.8),  # models half-way through the images
+    ("perceiving with depth + grounding", 1.5),  # models half-way through the images
     ("judging", 0.0),  # perception staged, nothing judged yet
     ("committing", 0.0),  # every chunk's rows written as data files, the commit under way
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -44,14 +46,33 @@ def test_build_with_local_models(tmp_path, models):
 
 
 def test_source_path_may_be_an_absolute_glob(tmp_path):
-    from forge.perception.models import list_images
+    from forge.perception.listing import listing
     from forge.spec.schema import ImagesSource
 
     write_photos(tmp_path / "photos", count=3)
     (tmp_path / "photos" / "notes.txt").write_text("not an image")
-    found = list_images(ImagesSource(kind="images", path=str(tmp_path / "photos" / "*.jpg")), tmp_path / "elsewhere")
-    assert [p.rsplit("/", 1)[1] for p in found] == ["p0.jpg", "p1.jpg", "p2.jpg"]
-    assert list_images(ImagesSource(kind="images", path="photos"), tmp_path) == found
+    found = listing(ImagesSource(kind="images", path=str(tmp_path / "photos" / "*.jpg")), tmp_path / "elsewhere")
+    assert found.total == 3
+    assert [p.rsplit("/", 1)[1] for p, _ in found.entries()] == ["p0.jpg", "p1.jpg", "p2.jpg"]
+    assert list(listing(ImagesSource(kind="images", path="photos"), tmp_path).entries()) == list(found.entries())
+
+
+def test_a_folder_is_walked_in_sorted_path_order_and_read_a_window_at_a_time(tmp_path):
+    from forge.perception.listing import listing
+    from forge.spec.schema import ImagesSource
+
+    names = ["a-b.jpg", "a/x.jpg", "a/b/c.png", "a.jpg", "b.JPG", "Z.webp", "a/b.jpg", "a/notes.txt", "c d/e.jpg"]
+    for name in names:
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "photos" / name).write_bytes(b"x")
+    found = listing(ImagesSource(kind="images", path="photos"), tmp_path)
+    root = str((tmp_path / "photos").resolve())
+    expected = sorted(f"{root}/{n}" for n in names if not n.endswith(".txt"))
+    assert found.total == len(expected)
+    assert [p for p, _ in found.entries()] == expected  # the order of the sorted paths, as a glob gives
+    windows = list(found.windows(3, limit=7))
+    assert [len(w) for w in windows] == [3, 3, 1]
+    assert [p for w in windows for p, _ in w] == expected[:7]
 
 
 def test_relative_depth_is_inverted_and_stored_small(models):
@@ -220,13 +241,14 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
     write_photos(tmp_path / "photos", count=6)
     spec = load_spec(write_spec(tmp_path, models_spec(str(depth), str(owl))))
     progress = RecordingProgress()
-    report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)
+    report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress, chunk_size=4)
     bars = {bar["label"]: bar for bar in progress.bars}
-    judging = ["judging, pass 1 of 2: counting (1 chunks)", "judging, pass 2 of 2: phrasing and writing (1 chunks)"]
-    assert list(bars) == ["identifying", "running depth + grounding", "reading perception", *judging]
-    assert [bar["total"] for bar in bars.values()] == [6, 6, 6, 6, 6]
-    assert [sum(bar["updates"]) for bar in bars.values()] == [6, 6, 6, 6, 6]
-    assert len(bars["running depth + grounding"]["updates"]) >= 2  # batch_size 4: two batches as they finish
+    judging = ["judging, pass 1 of 2: counting (2 chunks)", "judging, pass 2 of 2: phrasing and writing (2 chunks)"]
+    assert list(bars) == ["perceiving with depth + grounding", "reading perception", *judging]
+    assert [bar["total"] for bar in bars.values()] == [6, 6, 6, 6]
+    assert [sum(bar["updates"]) for bar in bars.values()] == [6, 6, 6, 6]
+    # windows of 4 images (the chunk size), each identified then run in model batches of 4 as they finish
+    assert [n for n in bars["perceiving with depth + grounding"]["updates"] if n] == [4, 2]
     assert {s.name: s.counts for s in report.stages.stages} == {
         "setup": {}, "identify": {"images": 6}, "models": {"images": 6}, "perceive": {"images": 6},
         "count": {"images": 6, "candidates": sum(sum(f.values()) for f in report.funnel.values())},
@@ -234,8 +256,43 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
 
     progress = RecordingProgress()
     report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress)
-    assert [bar["label"] for bar in progress.bars] == ["identifying", "reading perception", *judging]  # all cached
+    assert [bar["label"] for bar in progress.bars] == ["perceiving with depth + grounding", "reading perception",
+                                                       *[j.replace("2 chunks", "1 chunks") for j in judging]]
+    assert progress.bars[0]["updates"] == [6]  # all cached: the window is done once identified
     assert report.stages.get("models").counts == {"images": 0}
+
+
+def test_a_build_that_dies_between_windows_resumes_at_the_next_window(tmp_path, models, monkeypatch):
+    from forge.build import run_build
+    from forge.perception.model_perceiver import ModelPerceiver
+    from forge.spec.load import load_spec
+
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=7)
+    shutil.copy(tmp_path / "photos" / "p1.jpg", tmp_path / "photos" / "p6.jpg")  # met again in the last window
+    spec = load_spec(write_spec(tmp_path, models_spec(str(depth), str(owl))))
+    reference = run_build(spec, tmp_path / "reference", echo=lambda _: None, chunk_size=3)
+    assert reference.models.run == {"depth": 6, "grounding": 6}  # the copy is served from the cache
+    assert reference.models.cached == {"depth": 1, "grounding": 1}
+    assert reference.duplicates == 1 and reference.images == 6  # the copy is asked about once
+
+    window = ModelPerceiver._window
+    calls = []
+
+    def dies_in_the_second_window(self, entries, *args):
+        calls.append(len(entries))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill would, after the first window was staged
+        return window(self, entries, *args)
+
+    monkeypatch.setattr(ModelPerceiver, "_window", dies_in_the_second_window)
+    with pytest.raises(KeyboardInterrupt):
+        run_build(spec, tmp_path / "db", echo=lambda _: None, chunk_size=3)
+    monkeypatch.setattr(ModelPerceiver, "_window", window)
+    report = run_build(spec, tmp_path / "db", echo=lambda _: None, chunk_size=3)
+    assert report.models.run == {"depth": 3, "grounding": 3}  # the first window is neither identified nor run again
+    assert report.stages.get("identify").counts == {"images": 4}
+    assert read_table(tmp_path / "db").equals(read_table(tmp_path / "reference"))
 
 
 def test_show_overlays_the_cached_depth_of_model_builds(tmp_path, models):

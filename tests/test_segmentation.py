@@ -87,7 +87,7 @@ def test_build_with_segmentation_caches_masks_and_reads_depth_under_them(tmp_pat
         return result.output
 
     segmentation = spec["perception"].pop("segmentation")
-    assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached; 0 duplicate" in build("plain.yaml")
+    assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached\n" in build("plain.yaml")
     spec["perception"]["segmentation"] = segmentation  # added later: prompted by the cached boxes, nothing else runs
     output = build("a.yaml")
     assert "depth: 0 run, 5 cached; detections: 0 run, 5 cached; masks: 5 run, 0 cached" in output
@@ -97,7 +97,7 @@ def test_build_with_segmentation_caches_masks_and_reads_depth_under_them(tmp_pat
 
     loaded = load_spec(tmp_path / "b.yaml")
     perceiver = ModelPerceiver(loaded, RunOptions(device="cpu"), None)
-    perceiver.prepare(Store(tmp_path / "db"))
+    perceiver.prepare(Store(tmp_path / "db"), tmp_path / "index")
     records = perceiver.records(0, perceiver.items).to_pylist()
     objects = [o for r in records for o in r["objects"]]
     assert {r["perception"] for r in records} == {f"depth={depth};grounding={owl};segmentation={sam}"}

@@ -13,8 +13,11 @@ import json
 from pathlib import Path
 
 import daft
+import numpy as np
+import polars as pl
 import pyarrow as pa
 
+from forge.judge.hashing import image_keys
 from forge.store import Store
 
 DEPTH_TABLE, DETECTIONS_TABLE, MASKS_TABLE = "perception_depth", "perception_detections", "perception_masks"
@@ -73,11 +76,14 @@ class PerceptionCache:
     def __init__(self, store: Store):
         self.store = store
 
-    def cached_ids(self, table: str, key: str) -> set[str]:
+    def cached_keys(self, table: str, key: str) -> np.ndarray:
+        """The image keys (`image_keys`: 8 bytes each) of the images cached under `key`, read a batch at a time."""
         if table not in self.store.db.list_tables().tables:
-            return set()
-        rows = self.store.table(table, SCHEMAS[table]).search().where(f"key = '{key}'").select(["image_id"]).to_arrow()
-        return set(rows.column("image_id").to_pylist())
+            return np.zeros(0, dtype=np.uint64)
+        dataset = self.store.table(table, SCHEMAS[table]).to_lance()
+        parts = [image_keys(pl.Series(batch.column(0))).to_numpy()
+                 for batch in dataset.to_batches(columns=["image_id"], filter=f"key = '{key}'") if batch.num_rows]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
     def add(self, table: str, rows: pa.Table) -> None:
         """Upsert rows on (image_id, key): one row per image and key, the latest run wins."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
@@ -20,9 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
+from forge.perception.listing import REMOTE
 from forge.perception.paths import expand
 
 SCHEME = "table://"
+BATCH_ROWS = 4096  # rows read at a time while listing
 KINDS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".lance": "lance", ".arrow": "arrow"}
 
 
@@ -41,17 +44,15 @@ def _columns(path: str, kind: str) -> pa.Schema:
         import lance
 
         return lance.dataset(path).schema
-    return _text_table(path, kind).schema
-
-
-def _text_table(path: str, kind: str) -> pa.Table:
     if kind == "csv":
         import pyarrow.csv as pcsv
 
-        return pcsv.read_csv(path)
+        with pcsv.open_csv(path) as reader:  # the schema from the first block, not the whole file
+            return reader.schema
     import pyarrow.json as pjson
 
-    return pjson.read_json(path)
+    with pjson.open_json(path) as reader:
+        return reader.schema
 
 
 def _holds_images(kind: pa.DataType) -> str | None:
@@ -72,8 +73,9 @@ class ImageTable:
     column: str
 
     @classmethod
-    def open(cls, path: Path, column: str) -> ImageTable:
-        """Check the table and its image column; ForgeError (one line, naming the key) if unusable."""
+    def open(cls, path: Path, column: str, metadata: tuple[str, ...] = ()) -> ImageTable:
+        """Check the table, its image column and the `metadata` columns to carry; ForgeError (one line,
+        naming the key) if unusable."""
         text = str(path)
         files = expand(path, set(KINDS))
         if path.is_dir() and any(f.endswith(".arrow") for f in files):  # a datasets folder: its .json files are metadata
@@ -98,41 +100,68 @@ class ImageTable:
             if holds is None or (holds == "bytes" and kind in ("csv", "jsonl")):
                 raise ForgeError(f"source.image_column: {column!r} in {file} is {schema.field(column).type}; it must hold "
                                  "paths or URLs (text), or the images (binary, or an {bytes, path} struct)")
+            missing = [name for name in metadata if name not in schema.names]
+            if missing:
+                raise ForgeError(f"source.metadata: {file} has no column {', '.join(map(repr, missing))} (its columns: "
+                                 f"{', '.join(schema.names[:20])})")
         return cls(tuple(str(Path(f).resolve()) for f in files), kind, column)
 
-    def uris(self) -> list[str]:
-        """Every row's image as a URI: its path or URL, or its cell (`table://...`), in table order."""
-        out: list[str] = []
-        for file in self.files:
-            schema = _columns(file, self.kind)
-            if _holds_images(schema.field(self.column).type) == "text":
-                values = self._read_column(file)
-                folder = Path(file).parent
-                out += [v if v.startswith(("http://", "https://")) else str((folder / v).resolve())
-                        for v in values if v]
-            else:
-                out += [cell_uri(file, self.column, row) for row in range(self._rows(file))]
-        return out
+    def rows(self) -> int:
+        """Rows over every file (read from metadata where the format has it)."""
+        return sum(self._rows(file) for file in self.files)
 
-    def _read_column(self, file: str) -> list[str]:
+    def entries(self, metadata: tuple[str, ...] = ()) -> Iterator[tuple[str, dict | None]]:
+        """Every row's image as a URI (its path or URL, or its cell, `table://...`) with the row's
+        `metadata` columns, in table order, read a batch of rows at a time; rows without an image are
+        skipped."""
+        for file in self.files:
+            text = _holds_images(_columns(file, self.kind).field(self.column).type) == "text"
+            folder, row = Path(file).parent, 0
+            for batch in self._batches(file, ([self.column] if text else []) + list(metadata)):
+                values = batch.column(self.column).to_pylist() if text else [None] * batch.num_rows
+                carried = batch.select(list(metadata)).to_pylist() if metadata else [None] * batch.num_rows
+                for value, meta in zip(values, carried):
+                    if not text:
+                        yield cell_uri(file, self.column, row), meta
+                    elif value:
+                        yield (value if value.startswith(REMOTE) else str((folder / value).resolve())), meta
+                    row += 1
+
+    def _batches(self, file: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """The `columns` of a file, a batch of rows at a time (row counts only when no column is asked for)."""
+        if not columns:
+            rows = self._rows(file)
+            for start in range(0, rows, BATCH_ROWS):
+                yield pa.record_batch({"_": pa.nulls(min(BATCH_ROWS, rows - start))})
+            return
         if self.kind == "arrow":
-            return _arrow_file(file).column(self.column).to_pylist()
-        if self.kind == "parquet":
-            return pq.read_table(file, columns=[self.column]).column(0).to_pylist()
-        if self.kind == "lance":
+            yield from _arrow_file(file).select(columns).to_batches(BATCH_ROWS)
+        elif self.kind == "parquet":
+            yield from pq.ParquetFile(file).iter_batches(BATCH_ROWS, columns=columns)
+        elif self.kind == "lance":
             import lance
 
-            return lance.dataset(file).to_table(columns=[self.column]).column(0).to_pylist()
-        return _text_table(file, self.kind).column(self.column).to_pylist()
+            yield from lance.dataset(file).to_batches(columns=columns, batch_size=BATCH_ROWS)
+        elif self.kind == "csv":
+            import pyarrow.csv as pcsv
+
+            yield from pcsv.open_csv(file, convert_options=pcsv.ConvertOptions(include_columns=columns))
+        else:
+            import pyarrow.json as pjson
+
+            for batch in pjson.open_json(file):
+                yield batch.select(columns)
 
     def _rows(self, file: str) -> int:
         if self.kind == "arrow":
             return _arrow_file(file).num_rows
         if self.kind == "parquet":
             return pq.ParquetFile(file).metadata.num_rows
-        import lance
+        if self.kind == "lance":
+            import lance
 
-        return lance.dataset(file).count_rows()
+            return lance.dataset(file).count_rows()
+        return sum(batch.num_rows for batch in self._batches(file, [self.column]))
 
 
 def cell_uri(file: str, column: str, row: int) -> str:

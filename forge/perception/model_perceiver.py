@@ -1,22 +1,36 @@
 """Model perception for a build: run models only where the perception cache has nothing.
 
-Images are identified by content, grouped by the tasks the cache lacks for them, run in
-streaming batches whose outputs are appended to the cache as they arrive, and finally read back
-from the cache, so a build that dies keeps every finished batch. `forge explain` prints the
-plans of these same steps (`ModelPerceiver.plans`).
+The source is read a window of images at a time (`listing.py`). Each window's images are identified
+by content, grouped by the tasks the cache lacks for them and run in streaming batches whose outputs
+are appended to the cache as they arrive; the window's index (URI, content id, size, error, carried
+metadata) is then staged, so a build that dies keeps every finished batch and every finished window.
+Records are finally read back from the cache a window at a time. `forge explain` prints the plans of
+these same steps (`ModelPerceiver.plans`).
+
+Memory follows the window, plus 8 bytes per distinct image per task (`KeySet`): what lets an image
+met again in a later window, or in a later build, be served from the cache instead of re-run.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import daft
+import numpy as np
+import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 from daft import DataFrame, col
 
+from forge.judge import DEFAULT_CHUNK_SIZE
+from forge.judge.hashing import image_keys
 from forge.perception.cache import SCHEMAS, PerceptionCache
-from forge.perception.models import identify, list_images, records, run_models
+from forge.perception.listing import Entry, listing
+from forge.perception.models import identify, records, run_models
 from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.perception.tasks import TASKS, RunOptions, perception_label, tasks_of
 from forge.progress import ProgressFactory, StageTimes, no_progress
@@ -25,42 +39,60 @@ from forge.spec.schema import ImagesSource, ModelsPerception, TableSource, UrlsS
 from forge.store import Store
 
 IMAGE_COLUMNS = ("path", "image_id", "width", "height")
-DOWNLOADS = ".forge-downloads"  # in the database folder: downloaded images until the models have run
+INDEX_SCHEMA = pa.schema([("path", pa.string()), ("image_id", pa.string()), ("width", pa.int64()),
+                          ("height", pa.int64()), ("error", pa.string()), ("meta", pa.string())])
+DOWNLOADS = ".forge-downloads"  # in the database folder: a window's downloaded images until its models have run
 
 
 @dataclass
 class ModelRunStats:
-    """What perception cost this build: images each model ran on versus cache hits."""
+    """What perception cost this build: images each model ran on versus cache hits (an image met
+    again in a later window counts as a hit)."""
 
     run: dict[str, int] = field(default_factory=dict)
     cached: dict[str, int] = field(default_factory=dict)
-    duplicates: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    records: int = 0  # perception records: one per distinct readable image plus one per unreadable file
+    records: int = 0  # perception records: one per image the source lists, readable or not
 
     def line(self) -> str:
-        parts = [f"{TASKS[t].title}: {self.run[t]} run, {self.cached[t]} cached" for t in self.run]
-        return "; ".join(parts) + f"; {self.duplicates} duplicate images"
+        return "; ".join(f"{TASKS[t].title}: {self.run[t]} run, {self.cached[t]} cached" for t in self.run)
+
+
+class KeySet:
+    """A set of image keys (u64, `image_keys`) as one sorted array: 8 bytes per image."""
+
+    def __init__(self, keys: np.ndarray | None = None):
+        self.keys = np.unique(keys) if keys is not None else np.zeros(0, dtype=np.uint64)
+
+    def has(self, keys: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        return (self.keys[at] == keys) if len(self.keys) else np.zeros(len(keys), dtype=bool)
+
+    def add(self, keys: np.ndarray) -> None:
+        new = np.unique(keys[~self.has(keys)])
+        self.keys = np.insert(self.keys, np.searchsorted(self.keys, new), new)
 
 
 class ModelPerceiver:
-    """Model perception of a build: `prepare` identifies the images and runs the models where the
-    cache has nothing; `records` then reads the perception records of a range of them back from
-    the cache (the images in file order, then one record per image that could not be read)."""
+    """Model perception of a build: `prepare` walks the source a window at a time, identifying the
+    images and running each model where the cache has nothing; `records` then reads the perception
+    records of a range of them back from the cache (a window's readable images in its order, then
+    one record per image of it that could not be read)."""
+
+    WINDOW = DEFAULT_CHUNK_SIZE  # images read, identified and run at a time unless `prepare` is told otherwise
 
     def __init__(self, loaded: LoadedSpec, options: RunOptions, limit: int | None):
         spec = loaded.spec
         assert isinstance(spec.source, (ImagesSource, UrlsSource, TableSource, WebDatasetSource))
         assert isinstance(spec.perception, ModelsPerception)
-        self.loaded, self.options = loaded, options
+        self.loaded, self.options, self.limit = loaded, options, limit
         self.store: Store | None = None  # the perception cache's database, from `prepare`
         self.perception = spec.perception
-        self.files = list_images(spec.source, loaded.base_dir)[:limit]
+        self.listing = listing(spec.source, loaded.base_dir)
         self.stats = ModelRunStats()
-        self.images: list[dict] = []
+        self.index: list[str] = []  # the staged index files, one per window, from `prepare`
         self.keys = {name: task.cache_key(self.perception) for name, (task, _) in tasks_of(self.perception).items()}
         self.label = "reading perception"
-        self.downloads: str | None = None  # where URLs wait between identify and decode, during `prepare`
+        self.downloads: str | None = None  # where a window's URLs wait between identify and decode, during `prepare`
 
     @property
     def items(self) -> int:
@@ -93,82 +125,90 @@ class ModelPerceiver:
         return records(joined, self.perception, self.loaded.spec.objects)
 
     def plans(self) -> list[tuple[str, DataFrame]]:
-        """The plans a build runs, in order (`forge explain`): models for images the cache lacks
-        (here: every task, as on an empty cache), then the records read back from the cache."""
-        images = identify(self.files).where(col("error").is_null()).select(*IMAGE_COLUMNS)
-        return [("models, on the images the perception cache lacks", self.model_plan(images, tuple(self.keys))),
+        """The plans a build runs for each window, in order (`forge explain`; shown on the first window):
+        models for images the cache lacks (here: every task, as on an empty cache), then the records
+        read back from the cache."""
+        first = next(self.listing.windows(self.WINDOW, self.limit))
+        images = identify([uri for uri, _ in first]).where(col("error").is_null()).select(*IMAGE_COLUMNS)
+        return [("models, on the images of a window the perception cache lacks", self.model_plan(images, tuple(self.keys))),
                 ("records, read back from the perception cache a chunk at a time", self.records_plan(images))]
 
-    def prepare(self, store: Store, progress: ProgressFactory = no_progress, stages: StageTimes | None = None) -> None:
-        """Identify every image, then run each model on the images it has not seen (cached per batch).
-
-        Times the `identify` and `models` stages into `stages` and shows a progress bar per model run.
-        """
+    def prepare(self, store: Store, folder: Path, window: int = WINDOW, progress: ProgressFactory = no_progress,
+                stages: StageTimes | None = None) -> None:
+        """Walk the source `window` images at a time: identify them, run each model on the images it
+        has not seen (cached per batch), stage the window's index in `folder`. Windows staged there by
+        an interrupted run are kept. Times the `identify` and `models` stages into `stages`."""
         self.store = store
-        self.downloads = str(store.path / DOWNLOADS)  # a rerun after a crash finds what was fetched
-        stats = self.stats
         stages = stages if stages is not None else StageTimes()
-        with stages.stage("identify") as stage, progress("identifying", len(self.files), "images") as bar:
-            ids = []
-            for batch in identify(self.files, self.downloads).to_arrow_iter():
-                ids.extend(batch.to_pylist())
-                bar.update(batch.num_rows)
-            stage.counts["images"] = len(ids)
-        unique: dict[str, dict] = {}
-        for row in ids:
-            if row["error"] is not None:
-                stats.failures.append((row["path"], row["error"]))
-            elif row["image_id"] in unique:
-                stats.duplicates += 1  # same bytes at another path: perceive and ask about it once
-            else:
-                unique[row["image_id"]] = row
-
         cache = PerceptionCache(store)
-        have = {name: cache.cached_ids(TASKS[name].table, key) if self.options.use_cache else set()
+        have = {name: KeySet(cache.cached_keys(TASKS[name].table, key)) if self.options.use_cache else KeySet()
                 for name, key in self.keys.items()}
-        groups: dict[tuple[str, ...], list[dict]] = {}
-        for image_id, row in unique.items():
-            need = tuple(name for name in self.keys if image_id not in have[name])
-            if need:
-                groups.setdefault(need, []).append({k: row[k] for k in IMAGE_COLUMNS})
-        for name in self.keys:
-            stats.cached[name] = sum(1 for i in unique if i in have[name])
-            stats.run[name] = 0
+        self.stats.run = dict.fromkeys(self.keys, 0)
+        self.stats.cached = dict.fromkeys(self.keys, 0)
+        folder.mkdir(parents=True, exist_ok=True)
+        total = min(self.listing.total, self.limit or self.listing.total)
+        tasks = " + ".join(self.keys)
+        with progress(f"perceiving with {tasks}", total, "images") as bar:
+            for number, entries in enumerate(self.listing.windows(window, self.limit)):
+                target = folder / f"{number:06d}.parquet"
+                if not target.exists():
+                    index = self._window(entries, cache, have, stages, bar)
+                    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                    pq.write_table(index, tmp)
+                    os.replace(tmp, target)
+                else:  # staged by an interrupted run, which ran the models: its images are in the cache now
+                    done = pl.read_parquet(target, columns=["image_id"])["image_id"].drop_nulls().n_unique()
+                    for name in self.keys:
+                        self.stats.cached[name] += done
+                    bar.update(len(entries))
+                self.index.append(str(target))
+        self.stats.records = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in self.index)
 
+    def _window(self, entries: list[Entry], cache: PerceptionCache, have: dict[str, KeySet], stages: StageTimes,
+                bar) -> pa.Table:
+        """Identify a window's images and run the models it needs; its index (`INDEX_SCHEMA`)."""
+        self.downloads = str(self.store.path / DOWNLOADS)  # a rerun after a crash finds what was fetched
+        with stages.stage("identify") as stage:
+            found = pa.concat_tables(pa.Table.from_batches([batch]) for batch in
+                                     identify([uri for uri, _ in entries], self.downloads).to_arrow_iter())
+            stage.counts["images"] = stage.counts.get("images", 0) + len(entries)
+        rows = found.to_pylist()
+        unique: dict[str, dict] = {}
+        for row in rows:
+            if row["error"] is None:
+                unique.setdefault(row["image_id"], row)  # same bytes at another path: perceived once
+        ids = list(unique)
+        keys = image_keys(pl.Series(ids, dtype=pl.String)).to_numpy() if ids else np.zeros(0, dtype=np.uint64)
+        cached = {name: have[name].has(keys) for name in self.keys}
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i in range(len(ids)):
+            tasks = tuple(name for name in self.keys if not cached[name][i])
+            if tasks:
+                groups.setdefault(tasks, []).append(i)
+        for name in self.keys:
+            self.stats.cached[name] += int(cached[name].sum())
+        bar.update(len(rows) - sum(len(members) for members in groups.values()))
+        broken: dict[str, str] = {}
         with stages.stage("models") as stage:
-            for need, rows in sorted(groups.items()):
-                with progress(f"running {' + '.join(need)}", len(rows), "images") as bar:
-                    for batch in self.model_plan(daft.from_pylist(rows), need).to_arrow_iter():
-                        self._store_batch(pa.Table.from_batches([batch]), cache, need)
-                        bar.update(batch.num_rows)
-            stage.counts["images"] = sum(len(rows) for rows in groups.values())
+            for tasks, members in sorted(groups.items()):
+                images = daft.from_pylist([{k: unique[ids[i]][k] for k in IMAGE_COLUMNS} for i in members])
+                for batch in self.model_plan(images, tasks).to_arrow_iter():
+                    broken.update(self._store_batch(pa.Table.from_batches([batch]), cache, tasks))
+                    bar.update(batch.num_rows)
+                for name in tasks:
+                    have[name].add(keys[members])
+            stage.counts["images"] = stage.counts.get("images", 0) + sum(len(m) for m in groups.values())
         shutil.rmtree(self.downloads, ignore_errors=True)  # every model has read them
         self.downloads = None
-        undecodable = {path for path, _ in stats.failures}
-        self.images = [{k: row[k] for k in IMAGE_COLUMNS} for row in unique.values() if row["path"] not in undecodable]
-        stats.records = len(self.images) + len(stats.failures)
+        errors = [broken.get(row["image_id"], row["error"]) for row in rows]
+        metas = [json.dumps(meta, sort_keys=True, default=str) if meta is not None else None for _, meta in entries]
+        return pa.table({"path": found.column("path"), "image_id": [None if e else r["image_id"] for e, r in zip(errors, rows)],
+                         "width": found.column("width"), "height": found.column("height"), "error": errors,
+                         "meta": metas}, schema=INDEX_SCHEMA)
 
-    def records(self, start: int, stop: int) -> DataFrame:
-        """Perception records of items [start, stop): cached model outputs turned into objects with depth."""
-        frames = []
-        images = self.images[start:stop]
-        if images:
-            frames.append(self.records_plan(daft.from_pylist(images), [row["image_id"] for row in images]))
-        failures = self.stats.failures[max(0, start - len(self.images)):max(0, stop - len(self.images))]
-        if failures:
-            label = perception_label(self.perception)
-            failed_frame = daft.from_pylist([failed(path, label, reason) for path, reason in failures])
-            frames.append(failed_frame.select(*[col(name).cast(dtype) for name, dtype in _perceived_fields()]))
-        out = frames[0]
-        for frame in frames[1:]:
-            out = out.concat(frame)
-        return out
-
-    def _store_batch(self, batch: pa.Table, cache: PerceptionCache, need: tuple[str, ...]) -> None:
-        """Cache one batch of model outputs, task by task; images that did not decode become failures."""
+    def _store_batch(self, batch: pa.Table, cache: PerceptionCache, need: tuple[str, ...]) -> dict[str, str]:
+        """Cache one batch of model outputs, task by task; returns image id -> why, for images that did not decode."""
         ok = batch.filter(batch.column("prepare_error").is_null())
-        for row in batch.filter(batch.column("prepare_error").is_valid()).to_pylist():
-            self.stats.failures.append((row["path"], row["prepare_error"]))
         for name in need:
             task = TASKS[name]
             stored = [c for c in SCHEMAS[task.table].names if c not in ("image_id", "key")]
@@ -176,6 +216,27 @@ class ModelPerceiver:
                        **{c: ok.column(n) for c, n in zip(stored, task.columns())}}
             cache.add(task.table, pa.table(columns))
             self.stats.run[name] += ok.num_rows
+        broken = batch.filter(batch.column("prepare_error").is_valid())
+        return dict(zip(broken.column("image_id").to_pylist(), broken.column("prepare_error").to_pylist()))
+
+    def records(self, start: int, stop: int) -> DataFrame:
+        """Perception records of items [start, stop) of the staged index: cached model outputs turned
+        into objects with depth, then a record per image that could not be perceived."""
+        index = pl.scan_parquet(self.index).slice(start, stop - start).collect()
+        frames = []
+        images = index.filter(pl.col("error").is_null())
+        if images.height:
+            ids = images["image_id"].unique(maintain_order=True).to_list()
+            frames.append(self.records_plan(daft.from_arrow(images.select(*IMAGE_COLUMNS).to_arrow()), ids))
+        failures = index.filter(pl.col("error").is_not_null())
+        if failures.height:
+            label = perception_label(self.perception)
+            rows = [failed(path, label, reason) for path, reason in zip(failures["path"], failures["error"])]
+            frames.append(daft.from_pylist(rows).select(*[col(name).cast(dtype) for name, dtype in _perceived_fields()]))
+        out = frames[0]
+        for frame in frames[1:]:
+            out = out.concat(frame)
+        return out
 
 
 def _perceived_fields() -> list[tuple[str, daft.DataType]]:

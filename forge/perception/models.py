@@ -26,14 +26,11 @@ import numpy as np
 from daft import DataFrame, DataType, Series, col
 from PIL import Image, ImageOps
 
-from forge.errors import ForgeError
 from forge.perception.flip import flip_views
-from forge.perception.paths import expand
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
 from forge.perception.tasks import TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
-from forge.spec.schema import ImagesSource, ModelsPerception, ObjectsSpec, TableSource, UrlsSource, WebDatasetSource
+from forge.spec.schema import ModelsPerception, ObjectsSpec
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 THREADS = max(1, min(16, os.cpu_count() or 1))
 
 ID_TYPE = DataType.struct({"image_id": DataType.string(), "width": DataType.int64(),
@@ -46,39 +43,6 @@ DETECTIONS_TYPE = DataType.list(DataType.struct({
     "label": DataType.string(), "score": DataType.float64(), "x1": DataType.float64(), "y1": DataType.float64(),
     "x2": DataType.float64(), "y2": DataType.float64()}))
 MASKS_TYPE = DataType.list(DataType.string())
-
-
-def list_images(source: ImagesSource | UrlsSource | TableSource | WebDatasetSource, base_dir: Path) -> list[str]:
-    """Image files of a folder (recursively) or a glob, sorted so builds are reproducible; the
-    entries of a URL list in its order (paths in it resolved against the list's folder); or the rows
-    of a table's image column in table order (`image_tables.py`); or the samples of tar shards (`shards.py`)."""
-    if isinstance(source, WebDatasetSource):
-        from forge.perception.shards import image_uris, shard_files
-
-        uris = [uri for shard in shard_files(base_dir / source.path) for uri in image_uris(shard)]
-        if not uris:
-            raise ForgeError(f"source.path {source.path!r}: the shards hold no image members ({', '.join(IMAGE_SUFFIXES)})")
-        return uris
-    if isinstance(source, TableSource):
-        from forge.perception.image_tables import ImageTable
-
-        uris = ImageTable.open(base_dir / source.path, source.image_column).uris()
-        if not uris:
-            raise ForgeError(f"source.path {source.path!r}: the table lists no images in column {source.image_column!r}")
-        return list(dict.fromkeys(uris))
-    if isinstance(source, UrlsSource):
-        listing = base_dir / source.list
-        entries = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
-        entries = [e for e in entries if e and not e.startswith("#")]
-        if not entries:
-            raise ForgeError(f"source.list {listing}: lists no images; put one URL or path per line")
-        resolved = [e if e.startswith(("http://", "https://")) else str((listing.parent / e).resolve()) for e in entries]
-        return list(dict.fromkeys(resolved))
-    paths = map(Path, expand(base_dir / source.path, IMAGE_SUFFIXES))
-    files = sorted(str(p.resolve()) for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ForgeError(f"source.path {source.path!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {base_dir}")
-    return files
 
 
 class Downloads:

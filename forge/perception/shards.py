@@ -1,7 +1,7 @@
 """`source: webdataset`: images inside WebDataset tar shards, one per sample key.
 
 A sample is the shard's files that share a key (the name up to the first dot); its image is the
-member with an image extension. Each image is named by a URI that points at its member,
+member with an image extension, its metadata the `{key}.json` member. Each image is named by a URI that points at its member,
 `tar:///data/shard-000012.tar?member=000123.jpg`, so lineage (shard and key) travels with every QA
 row, and the bytes are read again by seeking to the member (each shard's index is read once per
 process and cached).
@@ -9,9 +9,11 @@ process and cached).
 
 from __future__ import annotations
 
+import json
 import tarfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 from forge.errors import ForgeError
@@ -43,21 +45,31 @@ def _index(shard: str) -> dict[str, tuple[int, int]]:
         return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
 
 
-def image_uris(shard: str) -> list[str]:
-    """One URI per sample key that has an image member, in shard order."""
-    seen: dict[str, str] = {}
+def entries(shard: str, metadata: tuple[str, ...] = ()) -> Iterator[tuple[str, dict | None]]:
+    """One URI per sample key that has an image member, in shard order, with the `metadata` fields of
+    the sample's `{key}.json` member (null where it has none, or none that parses)."""
+    images: dict[str, str] = {}
+    documents: dict[str, str] = {}
     for name in _index(shard):
         key, _, extension = Path(name).name.partition(".")
         key = str(Path(name).parent / key)
-        if extension.lower() in IMAGE_EXTENSIONS and key not in seen:
-            seen[key] = name
-    return [f"{SCHEME}{quote(shard)}?{urlencode({'member': member})}" for member in seen.values()]
+        if extension.lower() in IMAGE_EXTENSIONS and key not in images:
+            images[key] = name
+        elif extension.lower() == "json":
+            documents[key] = name
+    for key, member in images.items():
+        meta = None
+        if metadata and key in documents:
+            try:
+                document = json.loads(_read(shard, documents[key]))
+            except (ValueError, UnicodeDecodeError):
+                document = None
+            if isinstance(document, dict):
+                meta = {name: document.get(name) for name in metadata}
+        yield f"{SCHEME}{quote(shard)}?{urlencode({'member': member})}", meta
 
 
-def member_bytes(uri: str) -> bytes:
-    parsed = urlparse(uri)
-    shard = unquote(parsed.netloc + parsed.path)
-    member = parse_qs(parsed.query)["member"][0]
+def _read(shard: str, member: str) -> bytes:
     index = _index(shard)
     if member not in index:
         raise OSError(f"{shard} has no member {member!r}")
@@ -65,3 +77,9 @@ def member_bytes(uri: str) -> bytes:
     with open(shard, "rb") as file:
         file.seek(offset)
         return file.read(size)
+
+
+def member_bytes(uri: str) -> bytes:
+    parsed = urlparse(uri)
+    shard = unquote(parsed.netloc + parsed.path)
+    return _read(shard, parse_qs(parsed.query)["member"][0])

@@ -7,6 +7,7 @@ of records made elsewhere (`source: records`) needs no perceiver: the build read
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from daft import DataFrame
@@ -29,8 +30,10 @@ class Perceiver(Protocol):
     def items(self) -> int:
         """Images it yields records for (after --limit); known after `prepare`."""
 
-    def prepare(self, store: Store, progress: ProgressFactory = no_progress, stages: StageTimes | None = None) -> None:
-        """Work needed before records can be read (models: identify and run them, caching into `store`)."""
+    def prepare(self, store: Store, folder: Path, window: int, progress: ProgressFactory = no_progress,
+                stages: StageTimes | None = None) -> None:
+        """Work needed before records can be read (models: identify and run them `window` images at a
+        time, caching into `store` and keeping what a rerun may reuse in `folder`)."""
 
     def records(self, start: int, stop: int) -> DataFrame:
         """Perception records of items [start, stop), a lazy Daft frame."""
@@ -47,7 +50,8 @@ class SyntheticPerceiver:
         self.items = self.source.images if limit is None else min(limit, self.source.images)
         self.label = "perceiving (synthetic)"
 
-    def prepare(self, store: Store, progress: ProgressFactory = no_progress, stages: StageTimes | None = None) -> None:
+    def prepare(self, store: Store, folder: Path, window: int, progress: ProgressFactory = no_progress,
+                stages: StageTimes | None = None) -> None:
         pass
 
     def records(self, start: int, stop: int) -> DataFrame:
@@ -70,7 +74,8 @@ class AnnotationPerceiver:
         self.items = len(self.index)
         self.label = "perceiving (annotations)"
 
-    def prepare(self, store: Store, progress: ProgressFactory = no_progress, stages: StageTimes | None = None) -> None:
+    def prepare(self, store: Store, folder: Path, window: int, progress: ProgressFactory = no_progress,
+                stages: StageTimes | None = None) -> None:
         pass
 
     def records(self, start: int, stop: int) -> DataFrame:

@@ -16,7 +16,13 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SyntheticSource(Model):
+class SourceBase(Model):
+    dataset: str | None = Field(None, min_length=1, max_length=200,
+                                description="a name for where the images come from (e.g. objects365), written into every "
+                                            "QA row as `source_dataset` so a slice can be chosen by origin or licence")
+
+
+class SyntheticSource(SourceBase):
     """Procedurally rendered scenes with exact depth and boxes (needs no files, no model)."""
 
     kind: Literal["synthetic"]
@@ -37,7 +43,7 @@ class SyntheticSource(Model):
         return value
 
 
-class AnnotationsSource(Model):
+class AnnotationsSource(SourceBase):
     """COCO-style instances JSON + a folder of images + a folder of depth maps (by file stem)."""
 
     kind: Literal["annotations"]
@@ -48,37 +54,41 @@ class AnnotationsSource(Model):
     depth_kind: Literal["metric", "relative"] = "metric"
 
 
-class ImagesSource(Model):
+class ImagesSource(SourceBase):
     """A folder or glob of photos, for model perception."""
 
     kind: Literal["images"]
     path: str = Field(description="folder or glob, relative to the spec file")
 
 
-class UrlsSource(Model):
+class UrlsSource(SourceBase):
     """A text file listing images, one per line: http(s) URLs or paths (relative to the list file)."""
 
     kind: Literal["urls"]
     list: str = Field(description="text file of URLs or paths, relative to the spec file; # starts a comment")
 
 
-class TableSource(Model):
+class TableSource(SourceBase):
     """Images listed in one column of a table (Parquet, CSV, JSONL or Lance), for model perception: paths
     (relative to the table's folder), http(s) URLs, image bytes, or Hugging Face `Image` structs."""
 
     kind: Literal["table"]
     path: str = Field(description="a table file, a folder or a glob of them, relative to the spec file")
     image_column: str = Field("image", min_length=1, description="the column holding each row's image")
+    metadata: tuple[str, ...] = Field((), description="columns carried into each QA row as `source_meta` (a JSON object), "
+                                                      "e.g. the source's licence or its own labels")
 
 
-class WebDatasetSource(Model):
+class WebDatasetSource(SourceBase):
     """WebDataset tar shards, for model perception: each sample key's image member (jpg, png, webp, ...)."""
 
     kind: Literal["webdataset"]
     path: str = Field(description="a .tar shard, a folder or a glob of them (e.g. shards/*.tar), relative to the spec file")
+    metadata: tuple[str, ...] = Field((), description="fields of each sample's {key}.json member carried into its QA rows "
+                                                      "as `source_meta` (a JSON object)")
 
 
-class RecordsSource(Model):
+class RecordsSource(SourceBase):
     """Perception records made elsewhere or by an earlier run: Parquet files or a Lance dataset with the
     columns of the perception record (README: "Perception from a table"), read a chunk at a time."""
 

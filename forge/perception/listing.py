@@ -1,0 +1,97 @@
+"""The images a model source names, listed lazily in a fixed order: no build holds the whole listing.
+
+A folder is walked one directory at a time (names sorted, so the order is that of the sorted paths);
+a URL list is read line by line; a table a batch of rows at a time (`image_tables.py`); tar shards
+one shard index at a time (`shards.py`). Each entry is a URI and the metadata the source carries
+for it (`source.metadata`), or None.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterator
+
+from forge.errors import ForgeError
+from forge.perception.paths import expand
+from forge.spec.schema import ImagesSource, TableSource, UrlsSource, WebDatasetSource
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+REMOTE = ("http://", "https://", "s3://", "gs://", "gcs://", "az://", "abfs://", "abfss://")  # read by URI, not as paths
+
+Entry = tuple[str, "dict | None"]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A source's images: `total` of them (for progress; rows without an image may make it an
+    overcount), yielded by `entries()` in the same order on every call."""
+
+    total: int
+    entries: Callable[[], Iterator[Entry]]
+
+    def windows(self, size: int, limit: int | None = None) -> Iterator[list[Entry]]:
+        """The first `limit` entries (all without one) in lists of `size`; reading stops at the limit."""
+        entries = self.entries() if limit is None else islice(self.entries(), limit)
+        while window := list(islice(entries, size)):
+            yield window
+
+
+def listing(source: ImagesSource | UrlsSource | TableSource | WebDatasetSource, base_dir: Path) -> Listing:
+    """The listing of a model source; ForgeError (one line naming the key) when it names no image."""
+    if isinstance(source, WebDatasetSource):
+        from forge.perception.shards import entries, shard_files
+
+        shards = shard_files(base_dir / source.path)
+        total = sum(1 for shard in shards for _ in entries(shard))
+        if not total:
+            raise ForgeError(f"source.path {source.path!r}: the shards hold no image members ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return Listing(total, lambda: (entry for shard in shards for entry in entries(shard, source.metadata)))
+    if isinstance(source, TableSource):
+        from forge.perception.image_tables import ImageTable
+
+        table = ImageTable.open(base_dir / source.path, source.image_column, source.metadata)
+        total = table.rows()
+        if not total:
+            raise ForgeError(f"source.path {source.path!r}: the table lists no images in column {source.image_column!r}")
+        return Listing(total, lambda: table.entries(source.metadata))
+    if isinstance(source, UrlsSource):
+        path = base_dir / source.list
+        total = sum(1 for _ in _url_lines(path))
+        if not total:
+            raise ForgeError(f"source.list {path}: lists no images; put one URL or path per line")
+        return Listing(total, lambda: ((line, None) for line in _url_lines(path)))
+    root = base_dir / source.path
+    if root.is_dir():
+        total = sum(1 for _ in _walk(root))
+        entries: Callable[[], Iterator[Entry]] = lambda: ((path, None) for path in _walk(root))  # noqa: E731
+    else:
+        files = [str(Path(p).resolve()) for p in expand(root, IMAGE_SUFFIXES)
+                 if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES]
+        total, entries = len(files), lambda: ((path, None) for path in files)
+    if not total:
+        raise ForgeError(f"source.path {source.path!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {base_dir}")
+    return Listing(total, entries)
+
+
+def _url_lines(listing: Path) -> Iterator[str]:
+    """Entries of a URL list, one per line (# starts a comment); paths resolved against the list's folder."""
+    with listing.open(encoding="utf-8") as lines:
+        for line in lines:
+            entry = line.strip()
+            if entry and not entry.startswith("#"):
+                yield entry if entry.startswith(REMOTE) else str((listing.parent / entry).resolve())
+
+
+def _walk(folder: Path) -> Iterator[str]:
+    """Image files under `folder`, recursively, in the order of their sorted paths: a directory sorts
+    as its name plus '/', so its files come where the sorted full paths put them."""
+    with os.scandir(folder) as scan:
+        items = sorted(((e.name + "/" if e.is_dir() else e.name), e) for e in scan)
+    for name, entry in items:
+        if name.endswith("/"):
+            yield from _walk(Path(entry.path))
+        elif entry.is_file() and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            yield str(Path(entry.path).resolve())
