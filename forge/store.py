@@ -46,6 +46,8 @@ QA_SCHEMA = pa.schema(
         pa.field("perception", pa.string()),
         pa.field("depth_kind", pa.string()),
         pa.field("seed", pa.int64()),
+        pa.field("source_dataset", pa.string()),
+        pa.field("source_meta", pa.string()),
     ]
 )
 

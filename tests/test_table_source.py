@@ -94,6 +94,7 @@ def test_an_image_in_a_table_shows_and_exports(world, tmp_path):
     ({"path": "ints.parquet"}, "source.image_column: 'image' in .* is int64; it must hold paths or URLs"),
     ({"path": "mixed"}, "source.path: .*tables of one kind only"),
     ({"kind": "webdataset", "path": "none-*.tar"}, "source.path: .* matches no tar shard"),
+    ({"path": "paths.parquet", "metadata": ["licence", "license"]}, "source.metadata: .* has no column 'license' \\(its columns: image, licence\\)"),
 ])
 def test_bad_table_settings_are_one_line(world, source, message):
     root, models = world
@@ -111,3 +112,61 @@ def test_bad_table_settings_are_one_line(world, source, message):
 
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
     assert re.search(message, result.stderr), result.stderr
+
+
+def test_carried_metadata_and_dataset_name_reach_every_qa_row_and_slice_by_licence(world, tmp_path):
+    root, models = world
+    files = sorted((root / "photos").iterdir())
+    licences = ["cc-by", "cc0", "cc-by", "cc-by-nc", "cc0"]
+    pq.write_table(pa.table({"image": [f"photos/{f.name}" for f in files], "licence": licences,
+                             "source_id": list(range(100, 100 + PHOTOS))}), root / "licensed.parquet")
+    spec = models_spec(*models)
+    spec["source"] = {"kind": "table", "path": "licensed.parquet", "metadata": ["licence", "source_id"],
+                      "dataset": "photos-2026"}
+    db = str(tmp_path / "db")
+    result = CliRunner().invoke(main, ["build", str(write_spec(root, spec, "licensed.yaml")), "--db", db])
+    assert result.exit_code == 0, result.output
+    rows = read_table(db).to_pylist()
+    assert rows and {r["source_dataset"] for r in rows} == {"photos-2026"}
+    by_file = {f"{root / 'photos' / f.name}": {"licence": lic, "source_id": 100 + i} for i, (f, lic) in enumerate(zip(files, licences))}
+    for row in rows:  # each row carries its own image's fields, not a neighbour's
+        assert json.loads(row["source_meta"]) == by_file[row["image_uri"]]
+    free = [r for r in rows if json.loads(r["source_meta"])["licence"] != "cc-by-nc"]
+    query = ("SELECT count(*) AS n FROM qa WHERE source_dataset = 'photos-2026' "
+             "AND json_extract_string(source_meta, '$.licence') <> 'cc-by-nc'")
+    result = CliRunner().invoke(main, ["query", query, "--db", db, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["n"] == len(free) < len(rows)
+
+    spec["source"] = {"kind": "webdataset", "path": "shard-*.tar", "metadata": ["caption"]}
+    result = CliRunner().invoke(main, ["build", str(write_spec(root, spec, "captioned.yaml")), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "depth: 0 run, 5 cached" in result.output  # the same photos from another source: perceived once
+    shard_rows = [r for r in read_table(db).to_pylist() if r["image_uri"].startswith("tar://")]
+    assert shard_rows and all(r["source_dataset"] is None for r in shard_rows)
+    for row in shard_rows:  # the caption of the sample's own {key}.json
+        member = row["image_uri"].split("member=")[1]
+        assert json.loads(row["source_meta"]) == {"caption": member.removesuffix(".jpg")}
+
+
+def test_a_photo_in_two_shards_is_perceived_and_asked_about_once(world, tmp_path):
+    import shutil
+    import tarfile
+
+    root, models = world
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for shard in ("shard-0.tar", "shard-1.tar"):
+        shutil.copy(root / shard, shards / shard)
+    first = sorted((root / "photos").iterdir())[0]
+    with tarfile.open(shards / "shard-2.tar", "w") as tar:
+        tar.add(first, arcname="copy.jpg")
+    spec = models_spec(*models)
+    spec["source"] = {"kind": "webdataset", "path": str(shards)}
+    db = str(tmp_path / "db")
+    result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, spec, "s.yaml")), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "5 read, 0 skipped, 1 duplicates" in result.output
+    assert "depth: 5 run, 1 cached" in result.output  # the copy in shard-2 is served from the cache
+    uris = {r["image_uri"] for r in read_table(db).to_pylist()}
+    assert not any("copy.jpg" in u for u in uris)

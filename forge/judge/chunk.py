@@ -171,7 +171,7 @@ class Judge:
         images = images.select(IMAGE_OUTPUT)[text["img"].to_numpy()]
         spec = self.loaded.spec
         lineage = {"spec_name": pl.lit(spec.name), "spec_hash": pl.lit(self.loaded.spec_hash),
-                   "seed": pl.lit(self.seed, pl.Int64)}
+                   "seed": pl.lit(self.seed, pl.Int64), "source_dataset": pl.lit(spec.source.dataset, pl.String)}
         own = [name for name in QA_SCHEMA.names if name not in images.columns and name not in lineage]
         return pl.concat([text.select(*own, *extra), images], how="horizontal").with_columns(**lineage)
 

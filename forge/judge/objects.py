@@ -37,7 +37,7 @@ IMAGE_COLUMNS: dict[str, str] = {
 }
 OBJECT_COLUMNS: dict[str, str] = {**{name: doc for name, (_, doc) in OBJECT_FIELDS.items() if name != "mask"},
                                   **DERIVED_COLUMNS}  # what relations and rules may read (a mask is pixels)
-IMAGE_OUTPUT = ("image_id", "image_uri", "perception", "depth_kind")  # carried into QA rows
+IMAGE_OUTPUT = ("image_id", "image_uri", "perception", "depth_kind", "source_meta")  # carried into QA rows
 
 
 @dataclass(frozen=True)

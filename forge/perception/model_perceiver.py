@@ -46,8 +46,8 @@ DOWNLOADS = ".forge-downloads"  # in the database folder: a window's downloaded 
 
 @dataclass
 class ModelRunStats:
-    """What perception cost this build: images each model ran on versus cache hits (an image met
-    again in a later window counts as a hit)."""
+    """What perception cost this build: images each model ran on versus cache hits (a copy of an image
+    met earlier counts as a hit: run + cached = the readable images the source lists)."""
 
     run: dict[str, int] = field(default_factory=dict)
     cached: dict[str, int] = field(default_factory=dict)
@@ -130,8 +130,9 @@ class ModelPerceiver:
         read back from the cache."""
         first = next(self.listing.windows(self.WINDOW, self.limit))
         images = identify([uri for uri, _ in first]).where(col("error").is_null()).select(*IMAGE_COLUMNS)
+        with_meta = images.with_column("meta", daft.lit(None).cast(daft.DataType.string()))
         return [("models, on the images of a window the perception cache lacks", self.model_plan(images, tuple(self.keys))),
-                ("records, read back from the perception cache a chunk at a time", self.records_plan(images))]
+                ("records, read back from the perception cache a chunk at a time", self.records_plan(with_meta))]
 
     def prepare(self, store: Store, folder: Path, window: int = WINDOW, progress: ProgressFactory = no_progress,
                 stages: StageTimes | None = None) -> None:
@@ -185,8 +186,9 @@ class ModelPerceiver:
             tasks = tuple(name for name in self.keys if not cached[name][i])
             if tasks:
                 groups.setdefault(tasks, []).append(i)
+        again = sum(1 for row in rows if row["error"] is None) - len(ids)  # copies of an image met earlier in the window
         for name in self.keys:
-            self.stats.cached[name] += int(cached[name].sum())
+            self.stats.cached[name] += int(cached[name].sum()) + again
         bar.update(len(rows) - sum(len(members) for members in groups.values()))
         broken: dict[str, str] = {}
         with stages.stage("models") as stage:
@@ -227,7 +229,7 @@ class ModelPerceiver:
         images = index.filter(pl.col("error").is_null())
         if images.height:
             ids = images["image_id"].unique(maintain_order=True).to_list()
-            frames.append(self.records_plan(daft.from_arrow(images.select(*IMAGE_COLUMNS).to_arrow()), ids))
+            frames.append(self.records_plan(daft.from_arrow(images.select(*IMAGE_COLUMNS, "meta").to_arrow()), ids))
         failures = index.filter(pl.col("error").is_not_null())
         if failures.height:
             label = perception_label(self.perception)

@@ -215,7 +215,7 @@ class ModelRecord:
         self.objects, self.label = objects, label
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
-    def __call__(self, image_id: str, uri: str, width: int, height: int, kind: str, rows: int, cols: int,
+    def __call__(self, image_id: str, uri: str, meta: str | None, width: int, height: int, kind: str, rows: int, cols: int,
                  depth: bytes, detections: list, check_rows: int | None, check_cols: int | None,
                  check_depth: bytes | None, flip_rows: int | None, flip_cols: int | None, flip_depth: bytes | None,
                  flip_detections: list | None, masks: list | None) -> dict:
@@ -233,7 +233,7 @@ class ModelRecord:
         masks = masks if masks is not None and len(masks) == len(detections) else [None] * len(detections)
         found = [Detection(d["label"], d["score"], box(d), m) for d, m in zip(detections, masks)]
         objects = measured_objects(found, depth_map, (width, height), percentile, self.objects.depth_from, check_map, flips)
-        return image_record(image_id, uri, width, height, kind, self.label, objects)
+        return image_record(image_id, uri, width, height, kind, self.label, objects, meta)
 
 
 def identify(files: list[str], downloads: str | None = None) -> DataFrame:
@@ -273,8 +273,8 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
 
 
 def records(joined: DataFrame, perception: ModelsPerception, objects: ObjectsSpec) -> DataFrame:
-    """Perception records from frames holding path, image_id, width, height and every configured
-    task's output columns (`Task.columns`)."""
+    """Perception records from frames holding path, image_id, width, height, meta (the source's
+    carried fields, JSON) and every configured task's output columns (`Task.columns`)."""
     record = ModelRecord(objects, perception_label(perception))
     configured = tasks_of(perception)
 
@@ -285,7 +285,7 @@ def records(joined: DataFrame, perception: ModelsPerception, objects: ObjectsSpe
         return [daft.lit(None).cast(t) for t in dtypes]
 
     absent_map = [DataType.int32(), DataType.int32(), DataType.binary()]
-    args = [col("image_id"), col("path"), col("width"), col("height"), col("kind"), col("rows"), col("cols"),
+    args = [col("image_id"), col("path"), col("meta"), col("width"), col("height"), col("kind"), col("rows"), col("cols"),
             col("depth"), col("detections"), *outputs("check", absent_map), *outputs("flip_depth", absent_map),
             *outputs("flip_grounding", [DETECTIONS_TYPE]), *outputs("segmentation", [MASKS_TYPE])]
     return joined.select(record(*args).alias("perceived")).select(col("perceived").unnest())

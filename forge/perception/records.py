@@ -48,7 +48,9 @@ IMAGE_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "depth_kind": (pa.string(), "metric (metres) or relative"),
     "perception": (pa.string(), "what perceived it: synthetic, annotations, or the model ids"),
     "error": (pa.string(), "why the image could not be perceived; null when it was"),
+    "source_meta": (pa.string(), "the source's own fields for this image (source.metadata) as a JSON object; null without"),
 }
+OPTIONAL_IMAGE_FIELDS = ("source_meta",)  # null where a table of records lacks them
 OBJECT_STRUCT = pa.struct([pa.field(name, kind) for name, (kind, _) in OBJECT_FIELDS.items()])
 RECORD_SCHEMA = pa.schema([pa.field(name, kind) for name, (kind, _) in IMAGE_FIELDS.items()]
                           + [pa.field("objects", pa.list_(OBJECT_STRUCT))])
@@ -88,12 +90,12 @@ def measured_objects(detections: list[Detection], depth: np.ndarray, image_size:
 
 
 def image_record(image_id: str, uri: str, width: int, height: int, depth_kind: str, perception: str,
-                 objects: list[dict]) -> dict:
+                 objects: list[dict], source_meta: str | None = None) -> dict:
     return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": depth_kind,
-            "perception": perception, "error": None, "objects": objects}
+            "perception": perception, "error": None, "source_meta": source_meta, "objects": objects}
 
 
 def failed(uri: str, perception: str, reason: str) -> dict:
     """A record for an image that could not be perceived: kept, with the reason, never silently lost."""
     return {"image_id": None, "image_uri": uri, "width": None, "height": None, "depth_kind": None,
-            "perception": perception, "error": reason, "objects": []}
+            "perception": perception, "error": reason, "source_meta": None, "objects": []}

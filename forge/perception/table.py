@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from forge.errors import ForgeError
 from forge.perception.paths import expand
 from forge.judge.hashing import image_keys
-from forge.perception.records import OPTIONAL_OBJECT_FIELDS, RECORD_SCHEMA
+from forge.perception.records import OPTIONAL_IMAGE_FIELDS, OPTIONAL_OBJECT_FIELDS, RECORD_SCHEMA
 
 RECORD_POLARS = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema
 
@@ -30,7 +30,8 @@ def _check_schema(schema: pa.Schema, where: str) -> None:
     problems = []
     for field in RECORD_SCHEMA:
         if field.name not in schema.names:
-            problems.append(f"no column {field.name!r}")
+            if field.name not in OPTIONAL_IMAGE_FIELDS:
+                problems.append(f"no column {field.name!r}")
             continue
         have = schema.field(field.name).type
         if field.name == "objects":
@@ -53,7 +54,8 @@ def _check_schema(schema: pa.Schema, where: str) -> None:
 def _absent(schema: pa.Schema) -> tuple[str, ...]:
     objects = schema.field("objects").type.value_type
     names = {objects.field(i).name for i in range(objects.num_fields)}
-    return tuple(name for name in OPTIONAL_OBJECT_FIELDS if name not in names)
+    return (tuple(name for name in OPTIONAL_OBJECT_FIELDS if name not in names)
+            + tuple(name for name in OPTIONAL_IMAGE_FIELDS if name not in schema.names))
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class RecordTable:
     lance: bool
     rows: int
     groups: tuple[int, ...] = ()
-    absent: tuple[str, ...] = ()  # optional object fields the table does not have: read as nulls
+    absent: tuple[str, ...] = ()  # optional object and image fields the table does not have: read as nulls
 
     @classmethod
     def open(cls, path: str | Path, where: str = "source.path") -> RecordTable:
@@ -147,16 +149,19 @@ class RecordTable:
     def read(self, start: int, count: int, columns: list[str] | None = None) -> pl.DataFrame:
         """Rows [start, start + count) as a frame with the record schema's types."""
         columns = columns or list(RECORD_POLARS)
+        stored = [name for name in columns if name not in self.absent]
         if self.lance:
             import lance
 
-            frame = pl.from_arrow(lance.dataset(self.paths[0]).to_table(columns=columns, offset=start, limit=count))
+            frame = pl.from_arrow(lance.dataset(self.paths[0]).to_table(columns=stored, offset=start, limit=count))
         else:
-            frame = pl.scan_parquet(list(self.paths)).select(columns).slice(start, count).collect()
+            frame = pl.scan_parquet(list(self.paths)).select(stored).slice(start, count).collect()
         assert isinstance(frame, pl.DataFrame)
-        if "objects" in columns and self.absent:
+        frame = frame.with_columns(pl.lit(None).alias(name) for name in columns if name in self.absent).select(columns)
+        objects_absent = [name for name in self.absent if name in OPTIONAL_OBJECT_FIELDS]
+        if "objects" in columns and objects_absent:
             frame = frame.with_columns(pl.col("objects").list.eval(pl.element().struct.with_fields(
-                *[pl.lit(None).alias(name) for name in self.absent])))
+                *[pl.lit(None).alias(name) for name in objects_absent])))
         return frame.cast({name: RECORD_POLARS[name] for name in columns}, strict=False)
 
     def duplicates(self, chunk_size: int) -> np.ndarray:

@@ -195,7 +195,7 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
         from forge.perception.image_tables import ImageTable
 
         try:
-            ImageTable.open(base / source.path, source.image_column)
+            ImageTable.open(base / source.path, source.image_column, source.metadata)
         except ForgeError as exc:
             key, _, message = str(exc).partition(": ")
             problems.add(("source", key.removeprefix("source.")), message)
