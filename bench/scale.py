@@ -83,6 +83,8 @@ def chunk(rng: np.random.Generator, start: int, size: int) -> pa.Table:
         "perception": pa.array(["depth=depth-anything/Depth-Anything-V2-Small-hf;grounding=google/owlv2-base-patch16-ensemble"] * size),
         "depth_kind": pa.array(["relative"] * size),
         "seed": pa.array(np.zeros(size, np.int64)),
+        "source_dataset": pa.array(np.array(["openimages", "objects365"])[rng.integers(0, 2, size)]),
+        "source_meta": pa.array(np.array(['{"license": "cc-by-2.0"}', '{"license": "cc-by-nc-2.0"}'])[rng.integers(0, 2, size)]),
     }).cast(QA_SCHEMA)
 
 

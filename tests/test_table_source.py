@@ -37,6 +37,14 @@ def world(tmp_path_factory):
 
     hf = datasets.Dataset.from_dict({"image": [str(f) for f in files]}).cast_column("image", datasets.Image())
     hf.save_to_disk(str(root / "hf_saved"))  # Arrow files with the Image feature (bytes, path)
+    with_labels = datasets.Dataset.from_dict({"image": [str(f) for f in files], "label": list(range(PHOTOS))})
+    with_labels = with_labels.cast_column("image", datasets.Image())
+    extra = datasets.Dataset.from_dict({"image": [str(files[0])], "label": [9]}).cast_column("image", datasets.Image())
+    datasets.DatasetDict({"train": with_labels, "test": extra}).save_to_disk(str(root / "hf_dict"))
+    (root / "hf_export" / "data").mkdir(parents=True)  # the Hub's Parquet layout: files named by split
+    with_labels.select(range(3)).to_parquet(str(root / "hf_export" / "data" / "train-00000-of-00002.parquet"))
+    with_labels.select(range(3, PHOTOS)).to_parquet(str(root / "hf_export" / "data" / "train-00001-of-00002.parquet"))
+    extra.to_parquet(str(root / "hf_export" / "data" / "test-00000-of-00001.parquet"))
     import tarfile
 
     for shard, members in (("shard-0.tar", files[:3]), ("shard-1.tar", files[3:])):
@@ -68,6 +76,10 @@ def test_every_kind_of_table_gives_the_folders_rows(world):
     tables = {"paths": {"path": "paths.parquet"}, "bytes": {"path": "bytes.parquet"},
               "hf": {"path": "hf.parquet", "image_column": "img"}, "lance": {"path": "images.lance"},
               "csv": {"path": "paths.csv"}, "jsonl": {"path": "paths.jsonl"}, "hf_saved": {"path": "hf_saved"}}
+    for name, path in (("hf_dict", "hf_dict"), ("hf_parquet", "hf_export")):  # no image column named: the Image feature's
+        rows, uris = _rows(root, models, {"kind": "hf", "path": path}, name)
+        assert rows == expected, name
+        assert all(u.startswith("table://") and "column=image" in u for u in uris), name
     shards, uris = _rows(root, models, {"kind": "webdataset", "path": "shard-*.tar"}, "webdataset")
     assert shards == expected and all(u.startswith("tar://") and "member=" in u for u in uris)
     for name, source in tables.items():
@@ -97,6 +109,30 @@ def test_an_image_in_a_table_shows_and_exports(world, tmp_path):
     ({"path": "paths.parquet", "metadata": ["licence", "license"]}, "source.metadata: .* has no column 'license' \\(its columns: image, licence\\)"),
 ])
 def test_bad_table_settings_are_one_line(world, source, message):
+    _validate(world, source, message)
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"path": "hf_dict", "split": "validation"}, "source.split: .*hf_dict has the splits train, test; not 'validation'"),
+    ({"path": "hf_export", "split": "dev"}, "source.split: .*hf_export has the splits test, train; not 'dev'"),
+    ({"path": "hf_dict", "image_column": "label"}, "source.image_column: 'label' in .* is int64"),
+    ({"path": "photos"}, "source.path: .*photos is neither a datasets save_to_disk folder .* nor a Parquet export"),
+    ({"path": "paths.parquet"}, "source.image_column: .*paths.parquet has no column with the Image feature "
+                                "\\(its columns: none described\\); name the column"),
+    ({"path": "two_images.parquet"}, "source.image_column: .* has several Image columns \\(a, b\\); choose one"),
+    ({"path": "missing"}, "source.path: .*missing does not exist"),
+])
+def test_bad_hf_settings_are_one_line(world, source, message):
+    import datasets
+
+    root, _ = world
+    photo = str(sorted((root / "photos").iterdir())[0])
+    two = datasets.Dataset.from_dict({"a": [photo], "b": [photo]}).cast_column("a", datasets.Image()).cast_column("b", datasets.Image())
+    two.to_parquet(str(root / "two_images.parquet"))
+    _validate(world, {"kind": "hf", **source}, message)
+
+
+def _validate(world, source: dict, message: str | None) -> None:
     root, models = world
     pq.write_table(pa.table({"image": [1, 2]}), root / "ints.parquet")
     (root / "mixed").mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ import io
 import time
 import urllib.error
 import urllib.request
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ def content_id(data: bytes) -> str:
 
 URL_TIMEOUT_S = 20.0
 MAX_DOWNLOAD_BYTES = 64 << 20
+# object stores, read through pyarrow's filesystems with the credentials of the usual environment variables
+# (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*); their SDKs retry transient failures themselves
+OBJECT_STORES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://")
+REMOTE = ("http://", "https://", *OBJECT_STORES)  # read by URI, never as local paths
 
 
 URL_ATTEMPTS = 3  # a transient failure (connection, timeout, 429, 5xx) is retried, after 0.5 s then 1 s
@@ -43,7 +48,8 @@ def _transient(exc: OSError) -> bool:
 
 def read(uri: str) -> bytes:
     """Bytes of a local path, an http(s) URL (timeout, size cap, retries of transient failures; the
-    last failure raises OSError) or a table cell (`table://`)."""
+    last failure raises OSError), an object-store URI (s3://, gs://, abfs://), a table cell
+    (`table://`) or a shard member (`tar://`)."""
     if uri.startswith("table://"):  # an image held in a table's cell (source: table)
         from forge.perception.image_tables import cell_bytes
 
@@ -52,6 +58,8 @@ def read(uri: str) -> bytes:
         from forge.perception.shards import member_bytes
 
         return member_bytes(uri)
+    if uri.startswith(OBJECT_STORES):
+        return _object(uri)
     if not uri.startswith(("http://", "https://")):
         return Path(uri).read_bytes()
     for attempt in range(URL_ATTEMPTS):
@@ -65,6 +73,23 @@ def read(uri: str) -> bytes:
             time.sleep(RETRY_BACKOFF_S * 2**attempt)
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise OSError(f"download larger than {MAX_DOWNLOAD_BYTES >> 20} MiB")
+    return data
+
+
+@lru_cache(maxsize=32)
+def _store(root: str):
+    """The filesystem of one bucket or container (`s3://bucket`), made once per process."""
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(root)[0]
+
+
+def _object(uri: str) -> bytes:
+    scheme, _, path = uri.partition("://")
+    with _store(f"{scheme}://{path.split('/', 1)[0]}").open_input_stream(path) as stream:
+        data = stream.read(MAX_DOWNLOAD_BYTES + 1)
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise OSError(f"object larger than {MAX_DOWNLOAD_BYTES >> 20} MiB")
     return data
 
 

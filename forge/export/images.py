@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.export.writing import atomically
+from udfs.images import REMOTE
 
 IMAGE_MODES = ("copy", "link", "none")
 READABLE = {"JPEG": "jpg", "PNG": "png"}  # formats every trainer's loader opens
@@ -61,7 +62,7 @@ class ImageWriter:
 
             self._need_files(uri, "a synthetic scene exists only as its URI")
             return self._write(image_id, "png", render_uri(uri).png_bytes())
-        remote = uri.startswith(("http://", "https://", "table://", "tar://"))  # no file of its own to link or reference
+        remote = uri.startswith((*REMOTE, "table://", "tar://"))  # no file of its own to link or reference
         if remote:
             self._need_files(uri, "trainers cannot fetch URLs or read images out of tables")
         try:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
-from forge.perception.listing import REMOTE
+from udfs.images import REMOTE
 from forge.perception.paths import expand
 
 SCHEME = "table://"
@@ -83,6 +83,11 @@ class ImageTable:
         if not files:
             raise ForgeError(f"source.path: {text} matches no table (give a .parquet, .csv, .jsonl or .lance file, a folder "
                              "or a glob, relative to the spec file)")
+        return cls.of_files(files, text, column, metadata)
+
+    @classmethod
+    def of_files(cls, files: list[str], text: str, column: str, metadata: tuple[str, ...] = ()) -> ImageTable:
+        """`files` (what `text` names) checked as one table; ForgeError (one line, naming the key) if unusable."""
         kinds = {KINDS.get(Path(f.rstrip("/")).suffix.lower()) for f in files}
         if None in kinds or len(kinds) != 1:
             raise ForgeError(f"source.path: {text}: tables of one kind only: .parquet, .csv, .jsonl or .lance "

@@ -16,10 +16,10 @@ from typing import Callable, Iterator
 
 from forge.errors import ForgeError
 from forge.perception.paths import expand
-from forge.spec.schema import ImagesSource, TableSource, UrlsSource, WebDatasetSource
+from udfs.images import REMOTE
+from forge.spec.schema import HfSource, ImagesSource, TableSource, UrlsSource, WebDatasetSource
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-REMOTE = ("http://", "https://", "s3://", "gs://", "gcs://", "az://", "abfs://", "abfss://")  # read by URI, not as paths
 
 Entry = tuple[str, "dict | None"]
 
@@ -39,7 +39,7 @@ class Listing:
             yield window
 
 
-def listing(source: ImagesSource | UrlsSource | TableSource | WebDatasetSource, base_dir: Path) -> Listing:
+def listing(source: ImagesSource | UrlsSource | TableSource | HfSource | WebDatasetSource, base_dir: Path) -> Listing:
     """The listing of a model source; ForgeError (one line naming the key) when it names no image."""
     if isinstance(source, WebDatasetSource):
         from forge.perception.shards import entries, shard_files
@@ -49,13 +49,15 @@ def listing(source: ImagesSource | UrlsSource | TableSource | WebDatasetSource, 
         if not total:
             raise ForgeError(f"source.path {source.path!r}: the shards hold no image members ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return Listing(total, lambda: (entry for shard in shards for entry in entries(shard, source.metadata)))
-    if isinstance(source, TableSource):
+    if isinstance(source, (TableSource, HfSource)):
+        from forge.perception.hf_datasets import hf_table
         from forge.perception.image_tables import ImageTable
 
-        table = ImageTable.open(base_dir / source.path, source.image_column, source.metadata)
+        table = hf_table(source, base_dir) if isinstance(source, HfSource) else \
+            ImageTable.open(base_dir / source.path, source.image_column, source.metadata)
         total = table.rows()
         if not total:
-            raise ForgeError(f"source.path {source.path!r}: the table lists no images in column {source.image_column!r}")
+            raise ForgeError(f"source.path {source.path!r}: the table lists no images in column {table.column!r}")
         return Listing(total, lambda: table.entries(source.metadata))
     if isinstance(source, UrlsSource):
         path = base_dir / source.list

@@ -35,7 +35,7 @@ from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.perception.tasks import TASKS, RunOptions, perception_label, tasks_of
 from forge.progress import ProgressFactory, StageTimes, no_progress
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import ImagesSource, ModelsPerception, TableSource, UrlsSource, WebDatasetSource
+from forge.spec.schema import HfSource, ImagesSource, ModelsPerception, TableSource, UrlsSource, WebDatasetSource
 from forge.store import Store
 
 IMAGE_COLUMNS = ("path", "image_id", "width", "height")
@@ -82,7 +82,7 @@ class ModelPerceiver:
 
     def __init__(self, loaded: LoadedSpec, options: RunOptions, limit: int | None):
         spec = loaded.spec
-        assert isinstance(spec.source, (ImagesSource, UrlsSource, TableSource, WebDatasetSource))
+        assert isinstance(spec.source, (ImagesSource, UrlsSource, TableSource, HfSource, WebDatasetSource))
         assert isinstance(spec.perception, ModelsPerception)
         self.loaded, self.options, self.limit = loaded, options, limit
         self.store: Store | None = None  # the perception cache's database, from `prepare`
@@ -117,12 +117,14 @@ class ModelPerceiver:
         return run_models(images, self.perception, self.options, set(need), self.downloads)
 
     def records_plan(self, images: DataFrame, ids: list[str] | None = None) -> DataFrame:
-        """Perception records of `images` from the cached outputs of every task (read for `ids` only, when given)."""
+        """Perception records of `images` from the cached outputs of every task (read for `ids` only, when
+        given), in the order of the images' `order` column: which copy of an image is judged (the first)
+        must not depend on how a join happened to order its output."""
         joined = images
         for name in self.keys:
             cached = self._cached(name)
             joined = joined.join(cached.where(col("image_id").is_in(ids)) if ids is not None else cached, on="image_id")
-        return records(joined, self.perception, self.loaded.spec.objects)
+        return records(joined.sort("order"), self.perception, self.loaded.spec.objects)
 
     def plans(self) -> list[tuple[str, DataFrame]]:
         """The plans a build runs for each window, in order (`forge explain`; shown on the first window):
@@ -130,7 +132,7 @@ class ModelPerceiver:
         read back from the cache."""
         first = next(self.listing.windows(self.WINDOW, self.limit))
         images = identify([uri for uri, _ in first]).where(col("error").is_null()).select(*IMAGE_COLUMNS)
-        with_meta = images.with_column("meta", daft.lit(None).cast(daft.DataType.string()))
+        with_meta = images.with_columns({"meta": daft.lit(None).cast(daft.DataType.string()), "order": daft.lit(0)})
         return [("models, on the images of a window the perception cache lacks", self.model_plan(images, tuple(self.keys))),
                 ("records, read back from the perception cache a chunk at a time", self.records_plan(with_meta))]
 
@@ -224,12 +226,12 @@ class ModelPerceiver:
     def records(self, start: int, stop: int) -> DataFrame:
         """Perception records of items [start, stop) of the staged index: cached model outputs turned
         into objects with depth, then a record per image that could not be perceived."""
-        index = pl.scan_parquet(self.index).slice(start, stop - start).collect()
+        index = pl.scan_parquet(self.index).slice(start, stop - start).collect().with_row_index("order")
         frames = []
         images = index.filter(pl.col("error").is_null())
         if images.height:
             ids = images["image_id"].unique(maintain_order=True).to_list()
-            frames.append(self.records_plan(daft.from_arrow(images.select(*IMAGE_COLUMNS, "meta").to_arrow()), ids))
+            frames.append(self.records_plan(daft.from_arrow(images.select(*IMAGE_COLUMNS, "meta", "order").to_arrow()), ids))
         failures = index.filter(pl.col("error").is_not_null())
         if failures.height:
             label = perception_label(self.perception)

@@ -30,6 +30,7 @@ from forge.perception.flip import flip_views
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
 from forge.perception.tasks import TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
 from forge.spec.schema import ModelsPerception, ObjectsSpec
+from udfs.images import REMOTE
 
 THREADS = max(1, min(16, os.cpu_count() or 1))
 
@@ -55,7 +56,7 @@ class Downloads:
     def read(self, uri: str) -> bytes:
         from udfs.images import read
 
-        if self.folder is None or not uri.startswith(("http://", "https://")):
+        if self.folder is None or not uri.startswith(REMOTE):
             return read(uri)
         path = Path(self.folder) / hashlib.sha256(uri.encode()).hexdigest()[:32]
         if path.exists():

@@ -24,7 +24,7 @@ from forge.judge.relations import Relation, relation_for
 from forge.judge.shapes import Shape
 from forge.spec.expressions import BOOL, NUMBER, columns_for, compile_expression
 from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
-                               ModelsPerception, QuestionForm, RecordsSource, Spec, TableSource, UrlsSource,
+                               HfSource, ModelsPerception, QuestionForm, RecordsSource, Spec, TableSource, UrlsSource,
                                WebDatasetSource)
 from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
@@ -199,6 +199,18 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
         except ForgeError as exc:
             key, _, message = str(exc).partition(": ")
             problems.add(("source", key.removeprefix("source.")), message)
+    if isinstance(source, HfSource):
+        from forge.perception.hf_datasets import hf_table
+
+        if not (base / source.path).exists() and not any(ch in source.path for ch in "*?["):
+            problems.add(("source", "path"), f"{base / source.path} does not exist (a datasets save_to_disk folder or a "
+                                             "Parquet export, relative to the spec file)")
+        else:
+            try:
+                hf_table(source, base)
+            except ForgeError as exc:
+                key, _, message = str(exc).partition(": ")
+                problems.add(("source", key.removeprefix("source.")), message)
     if isinstance(source, WebDatasetSource):
         from forge.perception.shards import shard_files
 
@@ -216,7 +228,7 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
 
 
 _SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"},
-                      "table": {"models"}, "webdataset": {"models"}, "records": {"records"}}
+                      "table": {"models"}, "hf": {"models"}, "webdataset": {"models"}, "records": {"records"}}
 
 
 def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:

@@ -79,6 +79,20 @@ class TableSource(SourceBase):
                                                       "e.g. the source's licence or its own labels")
 
 
+class HfSource(SourceBase):
+    """A Hugging Face `datasets` dataset on disk, for model perception: a `save_to_disk` folder (a
+    Dataset, or a DatasetDict and its `split`) or a Parquet export (files named by split, as the Hub
+    writes them); the images are the column with the `Image` feature. Read in batches of rows."""
+
+    kind: Literal["hf"]
+    path: str = Field(description="the save_to_disk folder, or the Parquet export's folder, file or glob, relative to the spec file")
+    split: str = Field("train", min_length=1, description="the split to read, where the dataset has several")
+    image_column: str | None = Field(None, min_length=1,
+                                     description="the column holding the images; default: the one column with the Image feature")
+    metadata: tuple[str, ...] = Field((), description="columns carried into each QA row as `source_meta` (a JSON object), "
+                                                      "e.g. the dataset's own labels or licence")
+
+
 class WebDatasetSource(SourceBase):
     """WebDataset tar shards, for model perception: each sample key's image member (jpg, png, webp, ...)."""
 
@@ -96,8 +110,8 @@ class RecordsSource(SourceBase):
     path: str = Field(description="a .parquet file, a folder or glob of them, or a .lance dataset, relative to the spec file")
 
 
-Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, TableSource, WebDatasetSource,
-                         RecordsSource],
+Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, TableSource, HfSource,
+                         WebDatasetSource, RecordsSource],
                    Field(discriminator="kind")]
 
 
