@@ -233,14 +233,24 @@ def test_cache_runs_each_model_only_when_its_inputs_change(tmp_path, models, mod
     assert "depth: 5 run, 0 cached; detections: 5 run, 0 cached" in output
 
 
-def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models):
+def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models, monkeypatch):
     from forge.build import run_build
     from forge.spec.load import load_spec
+
+    import forge.perception.models as perception_models
 
     depth, owl = models
     write_photos(tmp_path / "photos", count=6)
     spec = load_spec(write_spec(tmp_path, models_spec(str(depth), str(owl))))
     progress = RecordingProgress()
+    perception_models._LOADED.clear()
+    loads = {}
+    workers = dict(perception_models.WORKERS)
+    for output, (name, load, kind) in workers.items():
+        def counted(spec_, device, load=load, task={"depth": "depth", "detections": "grounding"}.get(output, output)):
+            loads[task] = loads.get(task, 0) + 1
+            return load(spec_, device)
+        monkeypatch.setitem(perception_models.WORKERS, output, (name, counted, kind))
     report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress, chunk_size=4)
     bars = {bar["label"]: bar for bar in progress.bars}
     judging = ["judging, pass 1 of 2: counting (2 chunks)", "judging, pass 2 of 2: phrasing and writing (2 chunks)"]
@@ -249,6 +259,7 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
     assert [sum(bar["updates"]) for bar in bars.values()] == [6, 6, 6, 6]
     # windows of 4 images (the chunk size), each identified then run in model batches of 4 as they finish
     assert [n for n in bars["perceiving with depth + grounding"]["updates"] if n] == [4, 2]
+    assert loads == {"depth": 1, "grounding": 1}  # each model loaded once, not once per window
     assert {s.name: s.counts for s in report.stages.stages} == {
         "setup": {}, "identify": {"images": 6}, "models": {"images": 6}, "perceive": {"images": 6},
         "count": {"images": 6, "candidates": sum(sum(f.values()) for f in report.funnel.values())},

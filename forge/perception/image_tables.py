@@ -11,6 +11,7 @@ each group once; a Lance row directly; an Arrow file memory-mapped.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterator
@@ -121,7 +122,7 @@ class ImageTable:
         skipped."""
         for file in self.files:
             text = _holds_images(_columns(file, self.kind).field(self.column).type) == "text"
-            folder, row = Path(file).parent, 0
+            folder, row = str(Path(file).parent), 0
             for batch in self._batches(file, ([self.column] if text else []) + list(metadata)):
                 values = batch.column(self.column).to_pylist() if text else [None] * batch.num_rows
                 carried = batch.select(list(metadata)).to_pylist() if metadata else [None] * batch.num_rows
@@ -129,7 +130,7 @@ class ImageTable:
                     if not text:
                         yield cell_uri(file, self.column, row), meta
                     elif value:
-                        yield (value if value.startswith(REMOTE) else str((folder / value).resolve())), meta
+                        yield (value if value.startswith(REMOTE) else os.path.normpath(os.path.join(folder, value))), meta
                     row += 1
 
     def _batches(self, file: str, columns: list[str]) -> Iterator[pa.RecordBatch]:

@@ -67,6 +67,7 @@ def listing(source: ImagesSource | UrlsSource | TableSource | HfSource | WebData
         return Listing(total, lambda: ((line, None) for line in _url_lines(path)))
     root = base_dir / source.path
     if root.is_dir():
+        root = root.resolve()
         total = sum(1 for _ in _walk(root))
         entries: Callable[[], Iterator[Entry]] = lambda: ((path, None) for path in _walk(root))  # noqa: E731
     else:
@@ -80,20 +81,21 @@ def listing(source: ImagesSource | UrlsSource | TableSource | HfSource | WebData
 
 def _url_lines(listing: Path) -> Iterator[str]:
     """Entries of a URL list, one per line (# starts a comment); paths resolved against the list's folder."""
+    folder = str(listing.parent.resolve())
     with listing.open(encoding="utf-8") as lines:
         for line in lines:
             entry = line.strip()
             if entry and not entry.startswith("#"):
-                yield entry if entry.startswith(REMOTE) else str((listing.parent / entry).resolve())
+                yield entry if entry.startswith(REMOTE) else os.path.normpath(os.path.join(folder, entry))
 
 
-def _walk(folder: Path) -> Iterator[str]:
-    """Image files under `folder`, recursively, in the order of their sorted paths: a directory sorts
-    as its name plus '/', so its files come where the sorted full paths put them."""
+def _walk(folder: Path | str) -> Iterator[str]:
+    """Image files under `folder` (absolute), recursively, in the order of their sorted paths: a
+    directory sorts as its name plus '/', so its files come where the sorted full paths put them."""
     with os.scandir(folder) as scan:
         items = sorted(((e.name + "/" if e.is_dir() else e.name), e) for e in scan)
     for name, entry in items:
         if name.endswith("/"):
-            yield from _walk(Path(entry.path))
-        elif entry.is_file() and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-            yield str(Path(entry.path).resolve())
+            yield from _walk(entry.path)
+        elif os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+            yield entry.path

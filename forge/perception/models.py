@@ -184,15 +184,34 @@ WORKERS = {"depth": ("EstimateDepth", _load_depth, DEPTH_TYPE),
            "masks": ("SegmentObjects", _load_segmentation, MASKS_TYPE)}
 
 
+_LOADED: dict[tuple[str, ...], object] = {}  # (task output, model spec, weights, device) -> the loaded model's runner
+_LOADING = threading.Lock()
+KEEP_LOADED = 6  # models kept per process: every task of a build, with room for a second build's
+
+
+def _loaded(task: Task, spec: ModelSpec, device) -> object:
+    """A task's model, loaded once per process: the perceiver runs one Daft plan per window, and each
+    plan makes its UDF instances anew; without this every window would load every model again."""
+    from forge.perception.cache import model_fingerprint
+
+    key = (task.output, spec.model_dump_json(), model_fingerprint(spec.model), str(device))
+    with _LOADING:
+        if key not in _LOADED:
+            while len(_LOADED) >= KEEP_LOADED:
+                _LOADED.pop(next(iter(_LOADED)))
+            _LOADED[key] = WORKERS[task.output][1](spec, device)
+        return _LOADED[key]
+
+
 def _model_udf(task: Task, spec: ModelSpec, options: RunOptions):
     """A class UDF running `task`'s model: one model per worker (one GPU each when there are GPUs),
     batches of `batch_size` prepared images."""
     from udfs.loading import pick_device
 
-    name, load, return_type = WORKERS[task.output]
+    name, _, return_type = WORKERS[task.output]
 
     def __init__(self) -> None:
-        self.run = load(spec, pick_device(options.device))
+        self.run = _loaded(task, spec, pick_device(options.device))
 
     def __call__(self, inputs: Series, widths: Series, heights: Series, *prompts: Series) -> list:
         return _on_decoded(self.run, inputs, widths, heights, *prompts)
