@@ -39,7 +39,7 @@ from forge.spec.schema import ModelsPerception, RecordsSource
 from forge.staging import Staging
 from forge.store import QA_SCHEMA, Store, WriteResult
 
-STAGING_FORMAT = 1  # bump when what is staged changes meaning
+STAGING_FORMAT = 2  # bump when what is staged changes meaning
 
 
 @dataclass
@@ -116,10 +116,12 @@ def _check_models(loaded: LoadedSpec, options: RunOptions, echo: Callable[[str],
 
 
 def _build_key(loaded: LoadedSpec, seed: int, limit: int | None, chunk_size: int, options: RunOptions,
-               table: RecordTable | None) -> str:
-    """What a staged build depends on: a rerun with the same key may reuse it."""
+               table: RecordTable | None, perceiver: Perceiver | None) -> str:
+    """What a staged build depends on: a rerun with the same key may reuse it. For models that includes
+    their cache keys, which fingerprint the weights: new weights at the same path make a new build."""
+    models = perceiver.keys if isinstance(perceiver, ModelPerceiver) else None
     parts = {"format": STAGING_FORMAT, "spec": loaded.spec_hash, "seed": seed, "limit": limit, "chunk": chunk_size,
-             "cache": options.use_cache, "input": table.fingerprint() if table is not None else None}
+             "cache": options.use_cache, "input": table.fingerprint() if table is not None else None, "models": models}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -137,6 +139,9 @@ def _stage_records(perceiver: Perceiver, staging: Staging, chunk_size: int, prog
                 batches.append(pl.from_arrow(batch))
                 bar.update(batch.num_rows)
             frame = pl.concat(batches) if batches else pl.DataFrame(schema=RECORD_POLARS)
+            expected = min(chunk_size, perceiver.items - i * chunk_size)
+            if frame.height != expected:  # one record per image, readable or not: never a silent loss
+                raise RuntimeError(f"chunk {i}: {frame.height} perception records for {expected} images")
             staging.write("records", i, lambda tmp, f=frame: f.write_parquet(tmp, row_group_size=max(1, f.height)))
     stage.counts["images"] = perceiver.items
     return RecordTable.open(staging.root / "records", where="staged records")
@@ -304,7 +309,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         source = spec.source
         table = RecordTable.open(loaded.resolve(source.path)) if isinstance(source, RecordsSource) else None
         store = Store(db)  # only once the inputs are known to be readable
-        key = _build_key(loaded, seed, limit, chunk_size, options, table)
+        key = _build_key(loaded, seed, limit, chunk_size, options, table, perceiver)
     with store.build_lock(spec.name, echo):  # builds into one database run one at a time
         if not resume:
             Staging.open(store, spec.output.table, spec.name, key).discard(spec.output.table)

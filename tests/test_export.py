@@ -285,9 +285,12 @@ def test_image_modes_link_and_none(db, tmp_path):
     links = [f for f in files if f.is_symlink()]
     assert links and all(f.suffix in (".jpg", ".png") for f in files)
     assert not any(os.path.realpath(f).endswith((".webp", ".tiff", ROTATED)) for f in links)  # converted: written
-    result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "50", "--images", "none", "--out", str(tmp_path / "n")])
-    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and "--images none cannot reference synthetic://" in error
+    for where, refusal in (("image_uri LIKE 'synthetic://%'", "cannot reference synthetic://"),
+                           (f"image_uri LIKE '%{ROTATED}'", "it needs converting (EXIF rotation)")):
+        result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "50", "--where", where, "--images", "none",
+                                           "--out", str(tmp_path / "n")])
+        [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 2 and refusal in error, error
     photos = db.parent / "photos"
     result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "30", "--where", "image_uri LIKE '%p0.jpg'",
                                        "--images", "none", "--image-root", str(photos), "--out", str(tmp_path / "none")])

@@ -57,6 +57,32 @@ def test_source_path_may_be_an_absolute_glob(tmp_path):
     assert list(listing(ImagesSource(kind="images", path="photos"), tmp_path).entries()) == list(found.entries())
 
 
+def test_a_walk_does_not_follow_links_to_folders_and_names_an_unreadable_one(tmp_path, monkeypatch):
+    import os
+
+    import forge.perception.listing as listing_module
+    from forge.errors import ForgeError
+    from forge.perception.listing import listing
+    from forge.spec.schema import ImagesSource
+
+    (tmp_path / "photos").mkdir()
+    write_photos(tmp_path / "photos" / "inner", count=2)
+    (tmp_path / "photos" / "inner" / "loop").symlink_to(tmp_path / "photos")  # a walk that followed it would never end
+    found = listing(ImagesSource(kind="images", path="photos"), tmp_path)
+    assert [p.rsplit("/", 1)[1] for p, _ in found.entries()] == ["p0.jpg", "p1.jpg"]
+
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("inner"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(listing_module.os, "scandir", scandir)
+    with pytest.raises(ForgeError, match="^source.path: cannot list .*inner: Permission denied$"):
+        listing(ImagesSource(kind="images", path="photos"), tmp_path)
+
+
 def test_a_folder_is_walked_in_sorted_path_order_and_read_a_window_at_a_time(tmp_path):
     from forge.perception.listing import listing
     from forge.spec.schema import ImagesSource
@@ -304,6 +330,51 @@ def test_a_build_that_dies_between_windows_resumes_at_the_next_window(tmp_path, 
     assert report.models.run == {"depth": 3, "grounding": 3}  # the first window is neither identified nor run again
     assert report.stages.get("identify").counts == {"images": 4}
     assert read_table(tmp_path / "db").equals(read_table(tmp_path / "reference"))
+
+
+def test_an_image_that_fails_to_decode_fails_again_in_a_later_window(tmp_path, models):
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+
+    depth, owl = models
+    write_photos(tmp_path / "photos", count=4)
+    whole = (tmp_path / "photos" / "p0.jpg").read_bytes()
+    for name in ("a_cut.jpg", "z_cut.jpg"):  # the header reads (identify passes), the pixels do not (decode fails)
+        (tmp_path / "photos" / name).write_bytes(whole[:len(whole) * 2 // 3])
+    spec = load_spec(write_spec(tmp_path, models_spec(str(depth), str(owl))))
+    report = run_build(spec, tmp_path / "db", echo=lambda _: None, chunk_size=2)
+    assert report.images_failed == {next(iter(report.images_failed)): 2} and "decode" in next(iter(report.images_failed))
+    errors = {r["image_uri"].rsplit("/", 1)[1] for r in read_table(tmp_path / "db", "errors", "image_uri").to_pylist()}
+    assert errors == {"a_cut.jpg", "z_cut.jpg"}  # the copy in the last window is not taken for a cached image
+    assert report.images == 6 and report.models.run == {"depth": 4, "grounding": 4}
+    assert report.models.cached == {"depth": 0, "grounding": 0}
+
+
+def test_new_weights_at_the_same_path_restart_an_interrupted_build(tmp_path, models, monkeypatch):
+    from forge.build import run_build
+    from forge.perception.model_perceiver import ModelPerceiver
+    from forge.spec.load import load_spec
+
+    _, owl = models
+    depth = save_tiny_depth(tmp_path / "depth")
+    write_photos(tmp_path / "photos", count=5)
+    spec = load_spec(write_spec(tmp_path, models_spec(str(depth), str(owl))))
+    window = ModelPerceiver._window
+    calls = []
+
+    def dies_in_the_third_window(self, entries, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return window(self, entries, *args)
+
+    monkeypatch.setattr(ModelPerceiver, "_window", dies_in_the_third_window)
+    with pytest.raises(KeyboardInterrupt):
+        run_build(spec, tmp_path / "db", echo=lambda _: None, chunk_size=2)
+    monkeypatch.setattr(ModelPerceiver, "_window", window)
+    save_tiny_depth(depth, seed=1)  # other weights, same folder: the staged windows were perceived with the old ones
+    report = run_build(load_spec(tmp_path / "spec.yaml"), tmp_path / "db", echo=lambda _: None, chunk_size=2)
+    assert report.images == 5 and report.models.run["depth"] == 5 and report.resumed["perceived"] == 0
 
 
 def test_show_overlays_the_cached_depth_of_model_builds(tmp_path, models):

@@ -84,3 +84,26 @@ def test_s3_uris_in_a_url_list_and_a_table_give_the_folders_rows(bucket, tmp_pat
     assert result.exit_code == 0, result.output
     assert CliRunner().invoke(main, ["export-check", str(exported)]).exit_code == 0
     assert len(list((exported / "images").iterdir())) == PHOTOS
+
+
+def test_an_azure_uri_reads_the_key_under_its_container(tmp_path, monkeypatch):
+    """abfs://container@account.dfs.core.windows.net/key: pyarrow names the container's root `container`, and the
+    key is read under it (no Azure here: a local filesystem stands in for the container's)."""
+    import pyarrow.fs
+
+    import udfs.images as images
+
+    (tmp_path / "photos" / "set").mkdir(parents=True)
+    (tmp_path / "photos" / "set" / "a.jpg").write_bytes(b"picture")
+    made = []
+
+    def store(root: str):
+        made.append(root)
+        return pyarrow.fs.LocalFileSystem(), str(tmp_path / "photos")
+
+    monkeypatch.setattr(images, "_store", store)
+    assert images.read("abfs://photos@account.dfs.core.windows.net/set/a.jpg") == b"picture"
+    assert made == ["abfs://photos@account.dfs.core.windows.net"]
+    with pytest.raises(FileNotFoundError):
+        images.read("abfs://photos@account.dfs.core.windows.net/set/missing.jpg")
+

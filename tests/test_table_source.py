@@ -39,12 +39,17 @@ def world(tmp_path_factory):
     hf.save_to_disk(str(root / "hf_saved"))  # Arrow files with the Image feature (bytes, path)
     with_labels = datasets.Dataset.from_dict({"image": [str(f) for f in files], "label": list(range(PHOTOS))})
     with_labels = with_labels.cast_column("image", datasets.Image())
-    extra = datasets.Dataset.from_dict({"image": [str(files[0])], "label": [9]}).cast_column("image", datasets.Image())
+    write_photos(root / "held_out", count=PHOTOS + 1)  # a picture of the test split only: reading it would add rows
+    other = str(root / "held_out" / f"p{PHOTOS}.jpg")
+    extra = datasets.Dataset.from_dict({"image": [other], "label": [9]}).cast_column("image", datasets.Image())
     datasets.DatasetDict({"train": with_labels, "test": extra}).save_to_disk(str(root / "hf_dict"))
     (root / "hf_export" / "data").mkdir(parents=True)  # the Hub's Parquet layout: files named by split
     with_labels.select(range(3)).to_parquet(str(root / "hf_export" / "data" / "train-00000-of-00002.parquet"))
     with_labels.select(range(3, PHOTOS)).to_parquet(str(root / "hf_export" / "data" / "train-00001-of-00002.parquet"))
     extra.to_parquet(str(root / "hf_export" / "data" / "test-00000-of-00001.parquet"))
+    (root / "hf_single").mkdir()  # one file per split
+    with_labels.to_parquet(str(root / "hf_single" / "train.parquet"))
+    extra.to_parquet(str(root / "hf_single" / "test.parquet"))
     import tarfile
 
     for shard, members in (("shard-0.tar", files[:3]), ("shard-1.tar", files[3:])):
@@ -76,10 +81,10 @@ def test_every_kind_of_table_gives_the_folders_rows(world):
     tables = {"paths": {"path": "paths.parquet"}, "bytes": {"path": "bytes.parquet"},
               "hf": {"path": "hf.parquet", "image_column": "img"}, "lance": {"path": "images.lance"},
               "csv": {"path": "paths.csv"}, "jsonl": {"path": "paths.jsonl"}, "hf_saved": {"path": "hf_saved"}}
-    for name, path in (("hf_dict", "hf_dict"), ("hf_parquet", "hf_export")):  # no image column named: the Image feature's
-        rows, uris = _rows(root, models, {"kind": "hf", "path": path}, name)
+    for name, path in (("hf_dict", "hf_dict"), ("hf_parquet", "hf_export"), ("hf_single", "hf_single")):
+        rows, uris = _rows(root, models, {"kind": "hf", "path": path}, name)  # no image column named: the Image feature's
         assert rows == expected, name
-        assert all(u.startswith("table://") and "column=image" in u for u in uris), name
+        assert all(u.startswith("table://") and "column=image" in u and "test" not in u for u in uris), name
     shards, uris = _rows(root, models, {"kind": "webdataset", "path": "shard-*.tar"}, "webdataset")
     assert shards == expected and all(u.startswith("tar://") and "member=" in u for u in uris)
     for name, source in tables.items():
@@ -106,6 +111,7 @@ def test_an_image_in_a_table_shows_and_exports(world, tmp_path):
     ({"path": "ints.parquet"}, "source.image_column: 'image' in .* is int64; it must hold paths or URLs"),
     ({"path": "mixed"}, "source.path: .*tables of one kind only"),
     ({"kind": "webdataset", "path": "none-*.tar"}, "source.path: .* matches no tar shard"),
+    ({"path": "bytes.parquet", "metadata": ["image"]}, "source.metadata: 'image' in .* holds bytes, which a QA row cannot carry"),
     ({"path": "paths.parquet", "metadata": ["licence", "license"]}, "source.metadata: .* has no column 'license' \\(its columns: image, licence\\)"),
 ])
 def test_bad_table_settings_are_one_line(world, source, message):
@@ -121,6 +127,9 @@ def test_bad_table_settings_are_one_line(world, source, message):
                                 "\\(its columns: none described\\); name the column"),
     ({"path": "two_images.parquet"}, "source.image_column: .* has several Image columns \\(a, b\\); choose one"),
     ({"path": "missing"}, "source.path: .*missing does not exist"),
+    ({"path": "hf_single", "split": "validation"}, "source.split: .*hf_single has the splits test, train; not 'validation'"),
+    ({"path": "broken_dict"}, "source.path: .*dataset_dict.json is not as `datasets` writes it .*save the dataset again"),
+    ({"path": "broken_export"}, "source.path: .*train-0.parquet is not a readable Parquet export"),
 ])
 def test_bad_hf_settings_are_one_line(world, source, message):
     import datasets
@@ -129,6 +138,10 @@ def test_bad_hf_settings_are_one_line(world, source, message):
     photo = str(sorted((root / "photos").iterdir())[0])
     two = datasets.Dataset.from_dict({"a": [photo], "b": [photo]}).cast_column("a", datasets.Image()).cast_column("b", datasets.Image())
     two.to_parquet(str(root / "two_images.parquet"))
+    (root / "broken_dict").mkdir(exist_ok=True)
+    (root / "broken_dict" / "dataset_dict.json").write_text('{"splits": ')
+    (root / "broken_export").mkdir(exist_ok=True)
+    (root / "broken_export" / "train-0.parquet").write_bytes(b"PAR1 not really")
     _validate(world, {"kind": "hf", **source}, message)
 
 

@@ -78,15 +78,18 @@ def read(uri: str) -> bytes:
 
 @lru_cache(maxsize=32)
 def _store(root: str):
-    """The filesystem of one bucket or container (`s3://bucket`), made once per process."""
+    """The filesystem of one bucket or container (`s3://bucket`, `abfs://container@account.dfs.core.windows.net`)
+    and the path it gives the root (`bucket`, `container`), made once per process."""
     import pyarrow.fs
 
-    return pyarrow.fs.FileSystem.from_uri(root)[0]
+    return pyarrow.fs.FileSystem.from_uri(root)
 
 
 def _object(uri: str) -> bytes:
-    scheme, _, path = uri.partition("://")
-    with _store(f"{scheme}://{path.split('/', 1)[0]}").open_input_stream(path) as stream:
+    scheme, _, rest = uri.partition("://")
+    authority, _, key = rest.partition("/")
+    store, base = _store(f"{scheme}://{authority}")
+    with store.open_input_stream(f"{base}/{key}") as stream:
         data = stream.read(MAX_DOWNLOAD_BYTES + 1)
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise OSError(f"object larger than {MAX_DOWNLOAD_BYTES >> 20} MiB")

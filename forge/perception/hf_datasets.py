@@ -10,8 +10,11 @@ read like any table (`image_tables.py`): a batch at a time, images named by thei
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Callable, TypeVar
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
@@ -20,26 +23,39 @@ from forge.perception.paths import expand
 from forge.spec.schema import HfSource
 
 KNOWN_SPLITS = {"train", "validation", "test", "val", "dev"}  # how split folders and file prefixes are recognised
+T = TypeVar("T")
 
 
 def hf_table(source: HfSource, base_dir: Path) -> ImageTable:
     """The split's table with its image column; ForgeError (one line naming the key) when unusable."""
     root = base_dir / source.path
     if (root / "dataset_dict.json").is_file():
-        splits = json.loads((root / "dataset_dict.json").read_text())["splits"]
+        splits = _json(root / "dataset_dict.json", lambda d: list(d["splits"]))
         if source.split not in splits:
             raise ForgeError(f"source.split: {root} has the splits {', '.join(splits)}; not {source.split!r}")
         root = root / source.split
     if (root / "state.json").is_file():  # save_to_disk
-        files = [str(root / f["filename"]) for f in json.loads((root / "state.json").read_text())["_data_files"]]
+        files = _json(root / "state.json", lambda d: [str(root / f["filename"]) for f in d["_data_files"]])
         info = root / "dataset_info.json"
-        features = json.loads(info.read_text()).get("features") or {} if info.is_file() else {}
+        features = _json(info, lambda d: dict(d.get("features") or {})) if info.is_file() else {}
     else:
         files = _split_files(expand(root, {".parquet"}), source.split, root)
-        metadata = pq.read_schema(files[0]).metadata or {}
-        features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get("features") or {}
+        try:
+            metadata = pq.read_schema(files[0]).metadata or {}
+            features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get("features") or {}
+        except (OSError, ValueError, pa.ArrowException, AttributeError) as exc:
+            raise ForgeError(f"source.path: {files[0]} is not a readable Parquet export: {' '.join(str(exc).split())[:200]}") from None
     column = source.image_column or _image_column(features, root)
     return ImageTable.of_files(files, str(root), column, source.metadata)
+
+
+def _json(path: Path, take: Callable[[dict], T]) -> T:
+    """What `take` reads from a JSON file of the dataset; ForgeError (one line) when it is not as datasets writes it."""
+    try:
+        return take(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ForgeError(f"source.path: {path} is not as `datasets` writes it ({type(exc).__name__}: {exc}); "
+                         "save the dataset again with save_to_disk") from None
 
 
 def _split_files(files: list[str], split: str, root: Path) -> list[str]:
@@ -49,9 +65,9 @@ def _split_files(files: list[str], split: str, root: Path) -> list[str]:
         raise ForgeError(f"source.path: {root} is neither a datasets save_to_disk folder (no state.json or "
                          "dataset_dict.json) nor a Parquet export (no .parquet file)")
 
-    def split_of(file: str) -> str:
+    def split_of(file: str) -> str:  # train/0000.parquet, train-00000-of-00002.parquet, train.parquet: train
         path = Path(file)
-        return path.parent.name if path.parent.name in KNOWN_SPLITS | {split} else path.name.split("-")[0]
+        return path.parent.name if path.parent.name in KNOWN_SPLITS | {split} else re.split(r"[-.]", path.name)[0]
 
     chosen = [f for f in files if split_of(f) == split]
     if chosen:

@@ -110,6 +110,10 @@ class ImageTable:
             if missing:
                 raise ForgeError(f"source.metadata: {file} has no column {', '.join(map(repr, missing))} (its columns: "
                                  f"{', '.join(schema.names[:20])})")
+            binary = [name for name in metadata if _holds_images(schema.field(name).type) == "bytes"]
+            if binary:
+                raise ForgeError(f"source.metadata: {', '.join(map(repr, binary))} in {file} holds bytes, which a QA "
+                                 "row cannot carry as JSON; carry text, numbers or lists")
         return cls(tuple(str(Path(f).resolve()) for f in files), kind, column)
 
     def rows(self) -> int:

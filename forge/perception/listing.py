@@ -71,12 +71,24 @@ def listing(source: ImagesSource | UrlsSource | TableSource | HfSource | WebData
         total = sum(1 for _ in _walk(root))
         entries: Callable[[], Iterator[Entry]] = lambda: ((path, None) for path in _walk(root))  # noqa: E731
     else:
-        files = [str(Path(p).resolve()) for p in expand(root, IMAGE_SUFFIXES)
-                 if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES]
+        files = _resolved_files(expand(root, IMAGE_SUFFIXES))
         total, entries = len(files), lambda: ((path, None) for path in files)
     if not total:
         raise ForgeError(f"source.path {source.path!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {base_dir}")
     return Listing(total, entries)
+
+
+def _resolved_files(paths: list[str]) -> list[str]:
+    """The image files among `paths`, each folder resolved once (as a walk resolves its root), names kept."""
+    folders: dict[Path, str] = {}
+    out = []
+    for text in paths:
+        path = Path(text)
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if path.parent not in folders:
+                folders[path.parent] = str(path.parent.resolve())
+            out.append(os.path.join(folders[path.parent], path.name))
+    return out
 
 
 def _url_lines(listing: Path) -> Iterator[str]:
@@ -91,9 +103,14 @@ def _url_lines(listing: Path) -> Iterator[str]:
 
 def _walk(folder: Path | str) -> Iterator[str]:
     """Image files under `folder` (absolute), recursively, in the order of their sorted paths: a
-    directory sorts as its name plus '/', so its files come where the sorted full paths put them."""
-    with os.scandir(folder) as scan:
-        items = sorted(((e.name + "/" if e.is_dir() else e.name), e) for e in scan)
+    directory sorts as its name plus '/', so its files come where the sorted full paths put them.
+    Links to folders are not followed (a link loop would never end); one folder's entries are sorted
+    in memory, so a flat folder of N files holds N names while it is read."""
+    try:
+        with os.scandir(folder) as scan:
+            items = sorted(((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in scan)
+    except OSError as exc:
+        raise ForgeError(f"source.path: cannot list {folder}: {exc.strerror or exc}") from None
     for name, entry in items:
         if name.endswith("/"):
             yield from _walk(entry.path)

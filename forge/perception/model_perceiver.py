@@ -159,10 +159,10 @@ class ModelPerceiver:
                     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
                     pq.write_table(index, tmp)
                     os.replace(tmp, target)
-                else:  # staged by an interrupted run, which ran the models: its images are in the cache now
-                    done = pl.read_parquet(target, columns=["image_id"])["image_id"].drop_nulls().n_unique()
+                else:  # staged by an interrupted run of this build (same cache keys), which ran the models
+                    readable = pl.read_parquet(target, columns=["image_id"])["image_id"].is_not_null().sum()
                     for name in self.keys:
-                        self.stats.cached[name] += done
+                        self.stats.cached[name] += readable
                     bar.update(len(entries))
                 self.index.append(str(target))
         self.stats.records = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in self.index)
@@ -176,6 +176,8 @@ class ModelPerceiver:
                                      identify([uri for uri, _ in entries], self.downloads).to_arrow_iter())
             stage.counts["images"] = stage.counts.get("images", 0) + len(entries)
         rows = found.to_pylist()
+        if [row["path"] for row in rows] != [uri for uri, _ in entries]:  # metadata is matched to rows by position
+            raise RuntimeError("identify returned the window's images in another order")
         unique: dict[str, dict] = {}
         for row in rows:
             if row["error"] is None:
@@ -188,24 +190,26 @@ class ModelPerceiver:
             tasks = tuple(name for name in self.keys if not cached[name][i])
             if tasks:
                 groups.setdefault(tasks, []).append(i)
-        again = sum(1 for row in rows if row["error"] is None) - len(ids)  # copies of an image met earlier in the window
-        for name in self.keys:
-            self.stats.cached[name] += int(cached[name].sum()) + again
         bar.update(len(rows) - sum(len(members) for members in groups.values()))
         broken: dict[str, str] = {}
+        ran = dict(self.stats.run)
         with stages.stage("models") as stage:
             for tasks, members in sorted(groups.items()):
                 images = daft.from_pylist([{k: unique[ids[i]][k] for k in IMAGE_COLUMNS} for i in members])
                 for batch in self.model_plan(images, tasks).to_arrow_iter():
                     broken.update(self._store_batch(pa.Table.from_batches([batch]), cache, tasks))
                     bar.update(batch.num_rows)
+                cached_now = np.array([ids[i] not in broken for i in members], dtype=bool)  # what failed is not cached
                 for name in tasks:
-                    have[name].add(keys[members])
+                    have[name].add(keys[members][cached_now])
             stage.counts["images"] = stage.counts.get("images", 0) + sum(len(m) for m in groups.values())
         shutil.rmtree(self.downloads, ignore_errors=True)  # every model has read them
         self.downloads = None
         errors = [broken.get(row["image_id"], row["error"]) for row in rows]
-        metas = [json.dumps(meta, sort_keys=True, default=str) if meta is not None else None for _, meta in entries]
+        readable = sum(1 for error in errors if error is None)
+        for name in self.keys:  # run + cached = the readable images: copies and earlier images were served from the cache
+            self.stats.cached[name] += readable - (self.stats.run[name] - ran[name])
+        metas = [_json(meta) for _, meta in entries]
         return pa.table({"path": found.column("path"), "image_id": [None if e else r["image_id"] for e, r in zip(errors, rows)],
                          "width": found.column("width"), "height": found.column("height"), "error": errors,
                          "meta": metas}, schema=INDEX_SCHEMA)
@@ -241,6 +245,14 @@ class ModelPerceiver:
         for frame in frames[1:]:
             out = out.concat(frame)
         return out
+
+
+def _json(meta: dict | None) -> str | None:
+    """Carried fields as a JSON object; NaN and infinities (not JSON) become null."""
+    if meta is None:
+        return None
+    clean = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in meta.items()}
+    return json.dumps(clean, sort_keys=True, default=str, allow_nan=False)
 
 
 def _perceived_fields() -> list[tuple[str, daft.DataType]]:

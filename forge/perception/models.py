@@ -194,7 +194,8 @@ def _loaded(task: Task, spec: ModelSpec, device) -> object:
     plan makes its UDF instances anew; without this every window would load every model again."""
     from forge.perception.cache import model_fingerprint
 
-    key = (task.output, spec.model_dump_json(), model_fingerprint(spec.model), str(device))
+    settings = spec.model_dump_json(exclude={"batch_size", "concurrency"})  # how batches are made changes no weight
+    key = (task.output, settings, model_fingerprint(spec.model), str(device))
     with _LOADING:
         if key not in _LOADED:
             while len(_LOADED) >= KEEP_LOADED:
