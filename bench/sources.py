@@ -1,6 +1,7 @@
 """Reading images from each source kind: images/s to list, identify (content id + size) and decode
-them the way model perception does (no model), on this machine; and one download per URL against
-the old double fetch, over a loopback server that adds a fixed delay per request.
+them the way model perception does (no model), on this machine; one download per URL against
+the old double fetch, over a loopback server that adds a fixed delay per request; and s3:// URIs
+from a loopback S3 server (moto, when installed).
 
 Usage: python bench/sources.py [--images 400] [--delay-ms 20]
 """
@@ -32,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from forge.perception.listing import listing  # noqa: E402
 from forge.perception.models import THREADS, Downloads, identify  # noqa: E402
 from forge.perception.synthetic_scene import render_scene  # noqa: E402
-from forge.spec.schema import ImagesSource, TableSource, UrlsSource, WebDatasetSource  # noqa: E402
+from forge.spec.schema import HfSource, ImagesSource, TableSource, UrlsSource, WebDatasetSource  # noqa: E402
 from udfs.images import decode  # noqa: E402
 
 DECODE_SIDE = 518  # the depth model's input: what decoding is sized for
@@ -52,6 +53,12 @@ def write_sources(root: Path, count: int) -> dict:
                        pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
     pq.write_table(pa.table({"image": structs}), root / "hf.parquet", row_group_size=100)
     lance.write_dataset(pa.table({"image": pa.array(data, pa.binary())}), str(root / "images.lance"))
+    import datasets
+
+    hf = datasets.Dataset.from_dict({"image": [str(f) for f in files]}).cast_column("image", datasets.Image())
+    hf.save_to_disk(str(root / "hf_saved"))
+    (root / "hf_export" / "data").mkdir(parents=True)
+    hf.to_parquet(str(root / "hf_export" / "data" / "train-00000-of-00001.parquet"))
     (root / "shards").mkdir()
     for start in range(0, count, 100):
         with tarfile.open(root / "shards" / f"shard-{start // 100:04d}.tar", "w") as tar:
@@ -62,6 +69,8 @@ def write_sources(root: Path, count: int) -> dict:
             "table: parquet bytes": TableSource(kind="table", path="bytes.parquet"),
             "table: HF Image structs": TableSource(kind="table", path="hf.parquet"),
             "table: lance bytes": TableSource(kind="table", path="images.lance"),
+            "hf: save_to_disk folder": HfSource(kind="hf", path="hf_saved"),
+            "hf: Parquet export": HfSource(kind="hf", path="hf_export"),
             "webdataset shards": WebDatasetSource(kind="webdataset", path="shards")}
 
 
@@ -132,7 +141,41 @@ def main() -> None:
                       f"{sum(fetched.values())} requests")
         finally:
             server.shutdown()
+        results.update(_object_store(root, args.images))
     print(json.dumps(results))
+
+
+def _object_store(root: Path, count: int) -> dict:
+    """s3:// URIs from a loopback S3 server (moto), found through AWS_ENDPOINT_URL, one download each."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        print("| s3:// (moto not installed: skipped) | | | |")
+        return {}
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    try:
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        s3.create_bucket(Bucket="bench")
+        photos = sorted((root / "photos").iterdir())[:count]
+        for photo in photos:
+            s3.put_object(Bucket="bench", Key=f"photos/{photo.name}", Body=photo.read_bytes())
+        uris = [f"s3://bench/photos/{p.name}" for p in photos]
+        folder = str(root / "s3_downloads")
+        identified, decoded = measure(uris, Downloads(folder), folder)
+        total = identified + decoded
+        print(f"| s3:// over a loopback S3 server (moto), one download | - | {len(uris) / identified:.0f} | "
+              f"{len(uris) / decoded:.0f} | {len(uris) / total:.0f} images/s overall |")
+        return {"s3: one download": {"seconds": total, "identify": len(uris) / identified, "decode": len(uris) / decoded}}
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":
