@@ -8,7 +8,7 @@ builds did before):
   - a Parquet table of 1M relative paths, read 4,096 rows at a time;
   - a URL list of 1M lines;
   - a folder tree of `--files` empty .jpg files (default 200k: a million inodes is more than a CI disk
-    should hold), walked one directory at a time;
+    should hold), walked one directory at a time, as a folder and as a glob;
   - a KeySet growing by one window of 20,000 keys at a time to 1M.
 
 Peak memory is Python's traced allocation peak (tracemalloc) while the windows are consumed.
@@ -81,7 +81,8 @@ def main() -> None:
         del names
         sources = {"table: Parquet paths": TableSource(kind="table", path="paths.parquet"),
                    "urls: text list": UrlsSource(kind="urls", list="urls.txt"),
-                   "images: folder tree": ImagesSource(kind="images", path="photos")}
+                   "images: folder tree": ImagesSource(kind="images", path="photos"),
+                   "images: glob photos/**/*.jpg": ImagesSource(kind="images", path="photos/**/*.jpg")}
         print("| source | images | list, a window at a time: s | its peak MiB | as one list: peak MiB |")
         print("|---|---|---|---|---|")
         for name, source in sources.items():

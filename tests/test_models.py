@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +56,29 @@ def test_source_path_may_be_an_absolute_glob(tmp_path):
     assert found.total == 3
     assert [p.rsplit("/", 1)[1] for p, _ in found.entries()] == ["p0.jpg", "p1.jpg", "p2.jpg"]
     assert list(listing(ImagesSource(kind="images", path="photos"), tmp_path).entries()) == list(found.entries())
+
+
+@pytest.mark.parametrize("pattern", ["p/*.jpg", "p/**/*.jpg", "p/**", "p/x/**/*.jpg", "p/c?.jpg", "p/[ab].*",
+                                     "p/*/a.*", "p/**/y/*", "p/d/**/g.webp", "p/x*/*.jpg", "p/none/*.jpg"])
+def test_a_glob_is_walked_lazily_and_matches_what_glob_lists(tmp_path, pattern):
+    import glob
+
+    from forge.errors import ForgeError
+    from forge.perception.listing import IMAGE_SUFFIXES, listing
+    from forge.spec.schema import ImagesSource
+
+    for name in ["a.jpg", "b.png", "x/a.jpg", "x/y/z.JPG", "x/.hidden.jpg", ".h/q.jpg", "x-y/a.jpg", "x/y/b.txt",
+                 "c1.jpg", "c2.jpg", "cc.jpg", "d/e/f/g.webp", "x/a.png"]:
+        (tmp_path / "p" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "p" / name).write_bytes(b"x")
+    expected = sorted(str(Path(p).parent.resolve() / Path(p).name) for p in glob.glob(str(tmp_path / pattern), recursive=True)
+                      if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    if not expected:
+        with pytest.raises(ForgeError, match="no image files"):
+            listing(ImagesSource(kind="images", path=pattern), tmp_path)
+        return
+    found = listing(ImagesSource(kind="images", path=pattern), tmp_path)
+    assert [p for p, _ in found.entries()] == expected and found.total == len(expected)
 
 
 def test_a_walk_does_not_follow_links_to_folders_and_names_an_unreadable_one(tmp_path, monkeypatch):

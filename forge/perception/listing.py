@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
@@ -68,14 +69,42 @@ def listing(source: ImagesSource | UrlsSource | TableSource | HfSource | WebData
     root = base_dir / source.path
     if root.is_dir():
         root = root.resolve()
-        total = sum(1 for _ in _walk(root))
-        entries: Callable[[], Iterator[Entry]] = lambda: ((path, None) for path in _walk(root))  # noqa: E731
+        files: Callable[[], Iterator[str]] = lambda: _walk(root)  # noqa: E731
+    elif any(ch in str(root) for ch in "*?["):
+        files = _globbed(root)
     else:
-        files = _resolved_files(expand(root, IMAGE_SUFFIXES))
-        total, entries = len(files), lambda: ((path, None) for path in files)
+        found = _resolved_files(expand(root, IMAGE_SUFFIXES))
+        files = lambda: iter(found)  # noqa: E731
+    total = sum(1 for _ in files())
+    entries: Callable[[], Iterator[Entry]] = lambda: ((path, None) for path in files())  # noqa: E731
     if not total:
         raise ForgeError(f"source.path {source.path!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {base_dir}")
     return Listing(total, entries)
+
+
+def _globbed(pattern: Path) -> Callable[[], Iterator[str]]:
+    """The image files a glob matches, walked lazily from the folder before its first wildcard, in sorted
+    path order: as `glob.glob(pattern, recursive=True)` lists them (`**` spans any folders; a wildcard
+    matches no hidden name), without holding the list."""
+    parts = pattern.parts
+    first = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    folder, rest = Path(*parts[:first]), parts[first:]
+    if not folder.is_dir():
+        return lambda: iter(())
+    folder = folder.resolve()
+    prefix = len(str(folder).rstrip("/")) + 1
+    return lambda: (path for path in _walk(folder) if _matches(tuple(path[prefix:].split("/")), rest))
+
+
+def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether a relative path (its names) matches glob components, `**` standing for any number of folders."""
+    if not pattern:
+        return not names
+    if pattern[0] == "**":
+        return any(_matches(names[i:], pattern[1:]) for i in range(len(names) + 1)
+                   if not any(name.startswith(".") for name in names[:i]))
+    return (bool(names) and (not names[0].startswith(".") or pattern[0].startswith("."))
+            and fnmatchcase(names[0], pattern[0]) and _matches(names[1:], pattern[1:]))
 
 
 def _resolved_files(paths: list[str]) -> list[str]:
