@@ -223,7 +223,7 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
         if not any(ch in source.path for ch in "*?["):
             if not target.exists():
                 problems.add(("source", "path"), f"{target} does not exist (a folder or a glob, relative to the spec file)")
-        elif not glob.glob(str(target), recursive=True):
+        elif next(glob.iglob(str(target), recursive=True), None) is None:  # stops at the first match
             problems.add(("source", "path"), f"glob {str(target)!r} matches no file")
 
 
