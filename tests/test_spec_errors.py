@@ -100,6 +100,10 @@ CASES = {
         r"families\[0\]\.set_size: must be \[min, max\] with 3 <= min <= max <= 5",
     ),
     "value placeholder of another family": (_set(T0 + ["templates", 0], "How far is the {a} from the {b}: {distance}?"), r"unknown placeholder \{distance\}"),
+    "glob matching nothing": (
+        lambda s: s.update(source={"kind": "images", "path": "no/such/**/*.jpg"}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": ["cup"]}}),
+        r"source\.path: glob '.*no/such/\*\*/\*\.jpg' matches no file",
+    ),
     "missing url list": (
         lambda s: s.update(source={"kind": "urls", "list": "nowhere.txt"}, perception={"kind": "models", "depth": {"model": "x"}, "grounding": {"model": "y", "vocabulary": ["cup"]}}),
         r"source\.list: .*nowhere\.txt does not exist",
