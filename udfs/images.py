@@ -58,19 +58,9 @@ def read(uri: str) -> bytes:
         from forge.perception.shards import member_bytes
 
         return member_bytes(uri)
-    if uri.startswith(OBJECT_STORES):
-        return _object(uri)
-    if not uri.startswith(("http://", "https://")):
+    if not uri.startswith(REMOTE):
         return Path(uri).read_bytes()
-    for attempt in range(URL_ATTEMPTS):
-        try:
-            with urllib.request.urlopen(uri, timeout=URL_TIMEOUT_S) as response:  # URLError, timeouts: OSErrors
-                data = response.read(MAX_DOWNLOAD_BYTES + 1)
-            break
-        except OSError as exc:
-            if attempt == URL_ATTEMPTS - 1 or not _transient(exc):
-                raise
-            time.sleep(RETRY_BACKOFF_S * 2**attempt)
+    data = _object(uri) if uri.startswith(OBJECT_STORES) else _url(uri)
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise OSError(f"download larger than {MAX_DOWNLOAD_BYTES >> 20} MiB")
     return data
@@ -85,15 +75,27 @@ def _store(root: str):
     return pyarrow.fs.FileSystem.from_uri(root)
 
 
+def _url(uri: str) -> bytes:
+    """At most MAX_DOWNLOAD_BYTES + 1 bytes of an http(s) URL, transient failures tried again."""
+    attempt = 0
+    while True:
+        try:
+            with urllib.request.urlopen(uri, timeout=URL_TIMEOUT_S) as response:  # URLError, timeouts: OSErrors
+                return response.read(MAX_DOWNLOAD_BYTES + 1)
+        except OSError as exc:
+            attempt += 1
+            if attempt == URL_ATTEMPTS or not _transient(exc):
+                raise
+            time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+
+
 def _object(uri: str) -> bytes:
+    """At most MAX_DOWNLOAD_BYTES + 1 bytes of an object-store URI."""
     scheme, _, rest = uri.partition("://")
     authority, _, key = rest.partition("/")
     store, base = _store(f"{scheme}://{authority}")
     with store.open_input_stream(f"{base}/{key}") as stream:
-        data = stream.read(MAX_DOWNLOAD_BYTES + 1)
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise OSError(f"object larger than {MAX_DOWNLOAD_BYTES >> 20} MiB")
-    return data
+        return stream.read(MAX_DOWNLOAD_BYTES + 1)
 
 
 def check_size(img: Image.Image) -> None:

@@ -17,10 +17,10 @@ from typing import Iterator
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 from forge.errors import ForgeError
+from forge.perception.listing import IMAGE_SUFFIXES
 from forge.perception.paths import expand
 
 SCHEME = "tar://"
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
 
 
 def shard_files(path: Path) -> list[str]:
@@ -53,7 +53,7 @@ def entries(shard: str, metadata: tuple[str, ...] = ()) -> Iterator[tuple[str, d
     for name in _index(shard):
         key, _, extension = Path(name).name.partition(".")
         key = str(Path(name).parent / key)
-        if extension.lower() in IMAGE_EXTENSIONS and key not in images:
+        if f".{extension.lower()}" in IMAGE_SUFFIXES and key not in images:
             images[key] = name
         elif extension.lower() == "json":
             documents[key] = name
