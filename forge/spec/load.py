@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -194,11 +194,7 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
     if isinstance(source, TableSource):
         from forge.perception.image_tables import ImageTable
 
-        try:
-            ImageTable.open(base / source.path, source.image_column, source.metadata)
-        except ForgeError as exc:
-            key, _, message = str(exc).partition(": ")
-            problems.add(("source", key.removeprefix("source.")), message)
+        _source_problem(problems, lambda: ImageTable.open(base / source.path, source.image_column, source.metadata))
     if isinstance(source, HfSource):
         from forge.perception.hf_datasets import hf_table
 
@@ -206,18 +202,11 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
             problems.add(("source", "path"), f"{base / source.path} does not exist (a datasets save_to_disk folder or a "
                                              "Parquet export, relative to the spec file)")
         else:
-            try:
-                hf_table(source, base)
-            except ForgeError as exc:
-                key, _, message = str(exc).partition(": ")
-                problems.add(("source", key.removeprefix("source.")), message)
+            _source_problem(problems, lambda: hf_table(source, base))
     if isinstance(source, WebDatasetSource):
         from forge.perception.shards import shard_files
 
-        try:
-            shard_files(base / source.path)
-        except ForgeError as exc:
-            problems.add(("source", "path"), str(exc).removeprefix("source.path: "))
+        _source_problem(problems, lambda: shard_files(base / source.path))
     if isinstance(source, ImagesSource):
         target = base / source.path
         if not any(ch in source.path for ch in "*?["):
@@ -225,6 +214,15 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
                 problems.add(("source", "path"), f"{target} does not exist (a folder or a glob, relative to the spec file)")
         elif next(glob.iglob(str(target), recursive=True), None) is None:  # stops at the first match
             problems.add(("source", "path"), f"glob {str(target)!r} matches no file")
+
+
+def _source_problem(problems: _Problems, check: Callable[[], object]) -> None:
+    """Run a source reader's own check; its error ("source.<key>: message") becomes a problem at that key."""
+    try:
+        check()
+    except ForgeError as exc:
+        key, _, message = str(exc).partition(": ")
+        problems.add(("source", key.removeprefix("source.")), message)
 
 
 _SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"},
