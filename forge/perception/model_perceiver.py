@@ -148,6 +148,7 @@ class ModelPerceiver:
                 for name, key in self.keys.items()}
         self.stats.run = dict.fromkeys(self.keys, 0)
         self.stats.cached = dict.fromkeys(self.keys, 0)
+        self.stats.records = 0
         folder.mkdir(parents=True, exist_ok=True)
         total = min(self.listing.total, self.limit or self.listing.total)
         tasks = " + ".join(self.keys)
@@ -165,7 +166,7 @@ class ModelPerceiver:
                         self.stats.cached[name] += readable
                     bar.update(len(entries))
                 self.index.append(str(target))
-        self.stats.records = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in self.index)
+                self.stats.records += len(entries)  # an index row per listed image, readable or not
 
     def _window(self, entries: list[Entry], cache: PerceptionCache, have: dict[str, KeySet], stages: StageTimes,
                 bar) -> pa.Table:
