@@ -1,6 +1,6 @@
 """Listing a model source at dataset scale: seconds and peak memory to walk 1M images a window at a time.
 
-A build reads its source lazily (forge/perception/listing.py) and keeps, per model task, one 8-byte key
+A build reads its source lazily (forge/sources/) and keeps, per model task, one 8-byte key
 per distinct image (KeySet) so a copy met later is served from the cache. This measures both at
 `--images` (1M by default) on this machine, against holding the whole listing as one Python list (what
 builds did before):
@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from forge.perception.listing import listing  # noqa: E402
-from forge.perception.model_perceiver import KeySet  # noqa: E402
+from forge.sources import listing  # noqa: E402
+from forge.sources.identity import KeySet  # noqa: E402
 from forge.spec.schema import ImagesSource, TableSource, UrlsSource  # noqa: E402
 
 WINDOW = 20_000

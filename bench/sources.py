@@ -30,11 +30,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from forge.perception.listing import listing  # noqa: E402
-from forge.perception.models import THREADS, Downloads, identify  # noqa: E402
+from forge.sources import listing  # noqa: E402
+from forge.sources.decoding import decode  # noqa: E402
+from forge.sources.identity import THREADS, identify  # noqa: E402
+from forge.sources.reading import Downloads  # noqa: E402
 from forge.perception.synthetic_scene import render_scene  # noqa: E402
 from forge.spec.schema import HfSource, ImagesSource, TableSource, UrlsSource, WebDatasetSource  # noqa: E402
-from udfs.images import decode  # noqa: E402
 
 DECODE_SIDE = 518  # the depth model's input: what decoding is sized for
 

@@ -29,7 +29,7 @@ from forge.judge.chunk import Judge
 from forge.judge.driver import COUNT, WRITE, ChunkPlan, here, run_pass
 from forge.judge.verify import funnel_lines
 from forge.perception.model_perceiver import ModelPerceiver, ModelRunStats
-from forge.perception.sources import Perceiver, perceiver_for
+from forge.perception.perceivers import Perceiver, perceiver_for
 from forge.perception.tasks import RunOptions, tasks_of
 from forge.perception.table import RECORD_POLARS, RecordTable
 from forge.progress import ProgressFactory, Stage, StageTimes, no_progress

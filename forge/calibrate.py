@@ -92,7 +92,7 @@ def perceived_records(loaded: LoadedSpec, truth: TruthSet, truth_records: pl.Dat
     if kind == "models":
         return _model_records(loaded, truth, truth_records, boxes, db, options)
     if kind == "annotations":
-        from forge.perception.sources import AnnotationPerceiver
+        from forge.perception.perceivers import AnnotationPerceiver
 
         perceiver = AnnotationPerceiver(loaded, None)
         records = _collect(perceiver.records(0, perceiver.items))

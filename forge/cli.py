@@ -116,7 +116,7 @@ def explain(spec: Path, seed: int | None, limit: int | None, device: str, batch_
     missing from the perception cache.
     """
     from forge.judge.chunk import Judge
-    from forge.perception.sources import perceiver_for
+    from forge.perception.perceivers import perceiver_for
     from forge.perception.tasks import RunOptions
     from forge.spec.load import load_spec
 

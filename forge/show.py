@@ -188,7 +188,8 @@ class MaskSource(BuildLookup):
 
 
 def _picture_size(uri: str) -> tuple[int, int]:
-    from udfs.images import oriented_size, read
+    from forge.sources.decoding import oriented_size
+    from forge.sources.reading import read
 
     with Image.open(io.BytesIO(read(uri))) as img:
         return oriented_size(img)
@@ -211,7 +212,8 @@ def load_image(uri: str, size: int = THUMB_LONG_SIDE):
 
         scene = render_uri(uri)
         return Image.fromarray(scene.rgb), scene
-    from udfs.images import decode, read
+    from forge.sources.decoding import decode
+    from forge.sources.reading import read
 
     try:
         image, _ = decode(read(uri), size)

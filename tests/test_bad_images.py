@@ -20,7 +20,8 @@ from forge.cli import main
 from forge.perception.synthetic_scene import render_scene
 from helpers import models_spec
 from tiny_models import save_tiny_depth, save_tiny_owlvit
-from udfs.images import content_id, decode
+from forge.sources.decoding import decode
+from forge.sources.identity import content_id
 
 
 def _jpeg(img: Image.Image, **kwargs) -> bytes:
@@ -157,7 +158,7 @@ def test_a_huge_jpeg_decodes_within_bounded_memory(tmp_path):
     Image.new("L", (12_000, 12_000), 90).save(huge, quality=50)
     small = tmp_path / "small.jpg"
     Image.new("L", (64, 64), 90).save(small)
-    run = "from pathlib import Path\nfrom udfs.images import decode\nimg, size = decode(Path({!r}).read_bytes(), 960)\nassert max(img.size) <= 1920, img.size"
+    run = "from pathlib import Path\nfrom forge.sources.decoding import decode\nimg, size = decode(Path({!r}).read_bytes(), 960)\nassert max(img.size) <= 1920, img.size"
     extra = _peak_rss_mb(run.format(str(huge))) - _peak_rss_mb(run.format(str(small)))
     assert extra < 150  # a full decode would need 432 MB for RGB (144 MB even as grayscale)
 
@@ -220,7 +221,7 @@ def test_url_reads_retry_transient_failures_only(tmp_path):
     import http.server
     import threading
 
-    from udfs.images import read
+    from forge.sources.reading import read
 
     payload = _jpeg(scene(0))
     requests: dict[str, int] = {}

@@ -47,7 +47,7 @@ def test_build_with_local_models(tmp_path, models):
 
 
 def test_source_path_may_be_an_absolute_glob(tmp_path):
-    from forge.perception.listing import listing
+    from forge.sources import listing
     from forge.spec.schema import ImagesSource
 
     write_photos(tmp_path / "photos", count=3)
@@ -64,7 +64,8 @@ def test_a_glob_is_walked_lazily_and_matches_what_glob_lists(tmp_path, pattern):
     import glob
 
     from forge.errors import ForgeError
-    from forge.perception.listing import IMAGE_SUFFIXES, listing
+    from forge.sources import listing
+    from forge.sources.uris import IMAGE_SUFFIXES
     from forge.spec.schema import ImagesSource
 
     for name in ["a.jpg", "b.png", "x/a.jpg", "x/y/z.JPG", "x/.hidden.jpg", ".h/q.jpg", "x-y/a.jpg", "x/y/b.txt",
@@ -84,9 +85,9 @@ def test_a_glob_is_walked_lazily_and_matches_what_glob_lists(tmp_path, pattern):
 def test_a_walk_does_not_follow_links_to_folders_and_names_an_unreadable_one(tmp_path, monkeypatch):
     import os
 
-    import forge.perception.listing as listing_module
+    import forge.sources.folder as listing_module
     from forge.errors import ForgeError
-    from forge.perception.listing import listing
+    from forge.sources import listing
     from forge.spec.schema import ImagesSource
 
     (tmp_path / "photos").mkdir()
@@ -108,7 +109,7 @@ def test_a_walk_does_not_follow_links_to_folders_and_names_an_unreadable_one(tmp
 
 
 def test_a_folder_is_walked_in_sorted_path_order_and_read_a_window_at_a_time(tmp_path):
-    from forge.perception.listing import listing
+    from forge.sources import listing
     from forge.spec.schema import ImagesSource
 
     names = ["a-b.jpg", "a/x.jpg", "a/b/c.png", "a.jpg", "b.JPG", "Z.webp", "a/b.jpg", "a/notes.txt", "c d/e.jpg"]

@@ -24,7 +24,7 @@ def bucket(tmp_path_factory):
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from udfs.images import _store
+    from forge.sources.remote import _store
 
     root = tmp_path_factory.mktemp("s3")
     write_photos(root / "photos", count=PHOTOS)
@@ -91,7 +91,8 @@ def test_an_azure_uri_reads_the_key_under_its_container(tmp_path, monkeypatch):
     key is read under it (no Azure here: a local filesystem stands in for the container's)."""
     import pyarrow.fs
 
-    import udfs.images as images
+    import forge.sources.remote as remote
+    from forge.sources.reading import read
 
     (tmp_path / "photos" / "set").mkdir(parents=True)
     (tmp_path / "photos" / "set" / "a.jpg").write_bytes(b"picture")
@@ -101,9 +102,9 @@ def test_an_azure_uri_reads_the_key_under_its_container(tmp_path, monkeypatch):
         made.append(root)
         return pyarrow.fs.LocalFileSystem(), str(tmp_path / "photos")
 
-    monkeypatch.setattr(images, "_store", store)
-    assert images.read("abfs://photos@account.dfs.core.windows.net/set/a.jpg") == b"picture"
+    monkeypatch.setattr(remote, "_store", store)
+    assert read("abfs://photos@account.dfs.core.windows.net/set/a.jpg") == b"picture"
     assert made == ["abfs://photos@account.dfs.core.windows.net"]
     with pytest.raises(FileNotFoundError):
-        images.read("abfs://photos@account.dfs.core.windows.net/set/missing.jpg")
+        read("abfs://photos@account.dfs.core.windows.net/set/missing.jpg")
 

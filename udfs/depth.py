@@ -13,8 +13,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
 from forge.perception.tasks import STORED_LONG_SIDE  # 128 KiB per image at most in float16
-from udfs.images import to_square
-from udfs.loading import DeviceNormalizer, pick_dtype
+from udfs.loading import DeviceNormalizer, pick_dtype, to_square
 
 FLOAT16_MAX = 65504.0  # inverted near-zero disparity (sky) would overflow float16 to inf
 

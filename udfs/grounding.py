@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
-from udfs.images import to_square
-from udfs.loading import DeviceNormalizer, pick_dtype
+from udfs.loading import DeviceNormalizer, pick_dtype, to_square
 
 
 MIN_BOX_SIDE = 1e-3  # boxes thinner than one unit of the [0, 1000] grid are not objects (and defeat NMS)

@@ -1,4 +1,5 @@
-"""Resolve a model id or local folder before any worker starts, so a missing model is one clear error."""
+"""What every model wrapper shares: resolving a model id or local folder before any worker starts (so a
+missing model is one clear error), picking the device and dtype, and the fixed-size, device-normalized input."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
+from PIL import Image
 
 from forge.errors import ForgeError
 
@@ -89,3 +91,13 @@ class DeviceNormalizer:
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         return ((pixels * self.rescale - self.mean) / self.std).to(self.dtype)
+
+
+def to_square(image: Image.Image, height: int, width: int, pad_square: bool) -> np.ndarray:
+    """Resize (optionally after padding to a square, bottom/right, mid-gray) to a fixed model input."""
+    if pad_square:
+        side = max(image.size)
+        canvas = Image.new("RGB", (side, side), (128, 128, 128))
+        canvas.paste(image, (0, 0))
+        image = canvas
+    return np.array(image.resize((width, height), Image.BICUBIC), dtype=np.uint8)  # writable for torch

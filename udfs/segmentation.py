@@ -15,8 +15,7 @@ from transformers import AutoModel, AutoProcessor
 
 from forge.perception.depth_stats import region
 from forge.perception.masks import encode, resized
-from udfs.images import to_square
-from udfs.loading import DeviceNormalizer, pick_dtype
+from udfs.loading import DeviceNormalizer, pick_dtype, to_square
 
 MAX_MASK_SIDE = 1024  # masks are upsampled to at most this before the nearest-pixel scale to the picture
 

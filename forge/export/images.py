@@ -21,7 +21,9 @@ from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.export.writing import atomically
-from udfs.images import REMOTE
+from forge.sources import tables, webdataset
+from forge.sources.reading import read
+from forge.sources.uris import REMOTE
 
 IMAGE_MODES = ("copy", "link", "none")
 READABLE = {"JPEG": "jpg", "PNG": "png"}  # formats every trainer's loader opens
@@ -62,12 +64,10 @@ class ImageWriter:
 
             self._need_files(uri, "a synthetic scene exists only as its URI")
             return self._write(image_id, "png", render_uri(uri).png_bytes())
-        remote = uri.startswith((*REMOTE, "table://", "tar://"))  # no file of its own to link or reference
+        remote = uri.startswith((*REMOTE, tables.SCHEME, webdataset.SCHEME))  # no file of its own to link or reference
         if remote:
             self._need_files(uri, "trainers cannot fetch URLs or read images out of tables")
         try:
-            from udfs.images import read
-
             data = read(uri)
             with Image.open(io.BytesIO(data)) as img:
                 kind, orientation = img.format, img.getexif().get(_ORIENTATION, 1)

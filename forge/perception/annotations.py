@@ -19,8 +19,9 @@ from PIL import Image
 from forge.errors import ForgeError, SpecError
 from forge.perception.masks import from_coco
 from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, Detection, failed, image_record, measured_objects
+from forge.sources.decoding import check_size, oriented_size
+from forge.sources.identity import content_id
 from forge.spec.schema import AnnotationsSource, ObjectsSpec
-from udfs.images import check_size, content_id, oriented_size
 
 DEPTH_SUFFIX = {"png16_mm": ".png", "npy_m": ".npy"}
 

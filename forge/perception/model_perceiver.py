@@ -1,6 +1,6 @@
 """Model perception for a build: run models only where the perception cache has nothing.
 
-The source is read a window of images at a time (`listing.py`). Each window's images are identified
+The source is read a window of images at a time (`forge.sources`). Each window's images are identified
 by content, grouped by the tasks the cache lacks for them and run in streaming batches whose outputs
 are appended to the cache as they arrive; the window's index (URI, content id, size, error, carried
 metadata) is then staged, so a build that dies keeps every finished batch and every finished window.
@@ -29,13 +29,14 @@ from daft import DataFrame, col
 from forge.judge import DEFAULT_CHUNK_SIZE
 from forge.judge.hashing import image_keys
 from forge.perception.cache import SCHEMAS, PerceptionCache
-from forge.perception.listing import Entry, listing
-from forge.perception.models import identify, records, run_models
+from forge.perception.models import records, run_models
 from forge.perception.records import PERCEIVED_TYPE, failed
 from forge.perception.tasks import TASKS, RunOptions, perception_label, tasks_of
 from forge.progress import ProgressFactory, StageTimes, no_progress
+from forge.sources import Entry, listing
+from forge.sources.identity import KeySet, identify
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import HfSource, ImagesSource, ModelsPerception, TableSource, UrlsSource, WebDatasetSource
+from forge.spec.schema import IMAGE_SOURCES, ModelsPerception
 from forge.store import Store
 
 IMAGE_COLUMNS = ("path", "image_id", "width", "height")
@@ -57,21 +58,6 @@ class ModelRunStats:
         return "; ".join(f"{TASKS[t].title}: {self.run[t]} run, {self.cached[t]} cached" for t in self.run)
 
 
-class KeySet:
-    """A set of image keys (u64, `image_keys`) as one sorted array: 8 bytes per image."""
-
-    def __init__(self, keys: np.ndarray | None = None):
-        self.keys = np.unique(keys) if keys is not None else np.zeros(0, dtype=np.uint64)
-
-    def has(self, keys: np.ndarray) -> np.ndarray:
-        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
-        return (self.keys[at] == keys) if len(self.keys) else np.zeros(len(keys), dtype=bool)
-
-    def add(self, keys: np.ndarray) -> None:
-        new = np.unique(keys[~self.has(keys)])
-        self.keys = np.insert(self.keys, np.searchsorted(self.keys, new), new)
-
-
 class ModelPerceiver:
     """Model perception of a build: `prepare` walks the source a window at a time, identifying the
     images and running each model where the cache has nothing; `records` then reads the perception
@@ -82,7 +68,7 @@ class ModelPerceiver:
 
     def __init__(self, loaded: LoadedSpec, options: RunOptions, limit: int | None):
         spec = loaded.spec
-        assert isinstance(spec.source, (ImagesSource, UrlsSource, TableSource, HfSource, WebDatasetSource))
+        assert isinstance(spec.source, IMAGE_SOURCES)
         assert isinstance(spec.perception, ModelsPerception)
         self.loaded, self.options, self.limit = loaded, options, limit
         self.store: Store | None = None  # the perception cache's database, from `prepare`

@@ -1,25 +1,20 @@
 """`perception: models`: photos -> grounded objects with monocular depth (and masks), batched.
 
-Stages, each a Daft UDF:
-1. `IdentifyImages` (CPU): content id and true size from the file's bytes and header.
-2. `PrepareImages` (CPU, threads): decode once, resize to each model's fixed input (uint8).
+Stages, each a Daft UDF, after the images are identified (`forge.sources.identity`):
+1. `PrepareImages` (CPU, threads): decode once, resize to each model's fixed input (uint8).
    Decoding stays off the model workers, which receive full batches of ready tensors.
-3. `EstimateDepth` / `DetectObjects` / `SegmentObjects` (GPU when there is one): normalize on
+2. `EstimateDepth` / `DetectObjects` / `SegmentObjects` (GPU when there is one): normalize on
    the device, run the model, return small float16 depth maps / labelled boxes / RLE masks.
-4. `ModelRecord` (CPU): object depth from the cached map (over each mask) -> the perception record.
+3. `ModelRecord` (CPU): object depth from the cached map (over each mask) -> the perception record.
 The tasks (which model, which cache table and key) are listed once, in `tasks.py`; the perceiver
-(`model_perceiver.py`) runs stages 2-3 only for images missing from the perception cache.
+(`model_perceiver.py`) runs stages 1-2 only for images missing from the perception cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import io
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import daft
 import numpy as np
@@ -29,13 +24,11 @@ from PIL import Image, ImageOps
 from forge.perception.flip import flip_views
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
 from forge.perception.tasks import TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
+from forge.sources.decoding import decode
+from forge.sources.identity import THREADS
+from forge.sources.reading import Downloads
 from forge.spec.schema import ModelsPerception, ObjectsSpec
-from udfs.images import REMOTE
 
-THREADS = max(1, min(16, os.cpu_count() or 1))
-
-ID_TYPE = DataType.struct({"image_id": DataType.string(), "width": DataType.int64(),
-                           "height": DataType.int64(), "error": DataType.string()})
 PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(),
                                  **{f"{name}_input": DataType.tensor(DataType.uint8()) for name in TASKS}})
 DEPTH_TYPE = DataType.struct({"kind": DataType.string(), "rows": DataType.int32(), "cols": DataType.int32(),
@@ -44,55 +37,6 @@ DETECTIONS_TYPE = DataType.list(DataType.struct({
     "label": DataType.string(), "score": DataType.float64(), "x1": DataType.float64(), "y1": DataType.float64(),
     "x2": DataType.float64(), "y2": DataType.float64()}))
 MASKS_TYPE = DataType.list(DataType.string())
-
-
-class Downloads:
-    """Downloaded images kept on disk (`folder`) from identification to decoding, so a build fetches
-    each URL once; local files, table cells and shard members are read where they are."""
-
-    def __init__(self, folder: str | None):
-        self.folder = folder
-
-    def read(self, uri: str) -> bytes:
-        from udfs.images import read
-
-        if self.folder is None or not uri.startswith(REMOTE):
-            return read(uri)
-        path = Path(self.folder) / hashlib.sha256(uri.encode()).hexdigest()[:32]
-        if path.exists():
-            return path.read_bytes()
-        data = read(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-        part.write_bytes(data)
-        part.replace(path)
-        return data
-
-
-def _identify(path: str, downloads: Downloads) -> dict:
-    from udfs.images import check_size, content_id, oriented_size
-
-    try:
-        data = downloads.read(path)
-        with Image.open(io.BytesIO(data)) as img:
-            check_size(img)
-            width, height = oriented_size(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return {"image_id": None, "width": None, "height": None, "error": f"cannot read image: {exc}"}
-    if width < 1 or height < 1:
-        return {"image_id": None, "width": None, "height": None, "error": f"image has no pixels ({width}x{height})"}
-    return {"image_id": content_id(data), "width": width, "height": height, "error": None}
-
-
-@daft.cls
-class IdentifyImages:
-    def __init__(self, downloads: str | None = None):
-        self.downloads = Downloads(downloads)
-
-    @daft.method.batch(return_dtype=ID_TYPE)
-    def __call__(self, paths: Series) -> list[dict]:
-        with ThreadPoolExecutor(THREADS) as pool:
-            return list(pool.map(lambda path: _identify(path, self.downloads), paths.to_pylist()))
 
 
 INPUTS = {"depth": "udfs.depth:DepthInputs", "detections": "udfs.grounding:GroundingInputs",
@@ -115,8 +59,6 @@ class PrepareImages:
         self.longest = max(max(m.height, m.width) for m in self.inputs.values())
 
     def _one(self, path: str) -> dict:
-        from udfs.images import decode
-
         empty = {f"{name}_input": None for name in TASKS}
         try:
             image, _ = decode(self.downloads.read(path), self.longest)
@@ -255,12 +197,6 @@ class ModelRecord:
         found = [Detection(d["label"], d["score"], box(d), m) for d, m in zip(detections, masks)]
         objects = measured_objects(found, depth_map, (width, height), percentile, self.objects.depth_from, check_map, flips)
         return image_record(image_id, uri, width, height, kind, self.label, objects, meta)
-
-
-def identify(files: list[str], downloads: str | None = None) -> DataFrame:
-    """path, image_id, width, height, error for each file (URLs downloaded into `downloads`, when given)."""
-    df = daft.from_pydict({"path": files})
-    return df.select("path", IdentifyImages(downloads)(col("path")).alias("id")).select("path", col("id").unnest())
 
 
 def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions, names: set[str],

@@ -10,8 +10,8 @@ from daft import DataFrame, col
 from forge.perception.masks import encode
 from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, Detection, image_record, measured_objects
 from forge.perception.synthetic_scene import Scene, render_scene
+from forge.sources.identity import content_id
 from forge.spec.schema import ObjectsSpec, SyntheticSource
-from udfs.images import content_id
 
 
 def scene_uri(source: SyntheticSource, seed: int, index: int) -> str:

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
-from forge.perception.paths import expand
 from forge.judge.hashing import image_keys
 from forge.perception.records import OPTIONAL_IMAGE_FIELDS, OPTIONAL_OBJECT_FIELDS, RECORD_SCHEMA
+from forge.sources.paths import expand
 
 RECORD_POLARS = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema
 

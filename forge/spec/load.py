@@ -7,7 +7,6 @@ from the YAML node tree, so users land on the offending key.
 from __future__ import annotations
 
 import difflib
-import glob
 import hashlib
 import json
 import types
@@ -23,9 +22,8 @@ from forge.errors import ForgeError, SpecError
 from forge.judge.relations import Relation, relation_for
 from forge.judge.shapes import Shape
 from forge.spec.expressions import BOOL, NUMBER, columns_for, compile_expression
-from forge.spec.schema import (COMPARATIVE_TYPES, AnnotationsSource, Answer, CustomRelation, ImagesSource,
-                               HfSource, ModelsPerception, QuestionForm, RecordsSource, Spec, TableSource, UrlsSource,
-                               WebDatasetSource)
+from forge.spec.schema import (COMPARATIVE_TYPES, IMAGE_SOURCES, AnnotationsSource, Answer, CustomRelation,
+                               ModelsPerception, QuestionForm, RecordsSource, Spec)
 from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
 
@@ -182,8 +180,6 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
                 problems.add(("source", key), f"{target} does not exist (paths are relative to the spec file)")
             elif want_dir and not target.is_dir():
                 problems.add(("source", key), f"{target} is not a folder")
-    if isinstance(source, UrlsSource) and not (base / source.list).is_file():
-        problems.add(("source", "list"), f"{base / source.list} does not exist (a text file of URLs or paths, relative to the spec file)")
     if isinstance(source, RecordsSource):
         from forge.perception.table import RecordTable
 
@@ -191,29 +187,10 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
             RecordTable.open(base / source.path)
         except ForgeError as exc:
             problems.add(("source", "path"), str(exc).removeprefix("source.path "))
-    if isinstance(source, TableSource):
-        from forge.perception.image_tables import ImageTable
+    if isinstance(source, IMAGE_SOURCES):
+        from forge.sources import check
 
-        _source_problem(problems, lambda: ImageTable.open(base / source.path, source.image_column, source.metadata))
-    if isinstance(source, HfSource):
-        from forge.perception.hf_datasets import hf_table
-
-        if not (base / source.path).exists() and not any(ch in source.path for ch in "*?["):
-            problems.add(("source", "path"), f"{base / source.path} does not exist (a datasets save_to_disk folder or a "
-                                             "Parquet export, relative to the spec file)")
-        else:
-            _source_problem(problems, lambda: hf_table(source, base))
-    if isinstance(source, WebDatasetSource):
-        from forge.perception.shards import shard_files
-
-        _source_problem(problems, lambda: shard_files(base / source.path))
-    if isinstance(source, ImagesSource):
-        target = base / source.path
-        if not any(ch in source.path for ch in "*?["):
-            if not target.exists():
-                problems.add(("source", "path"), f"{target} does not exist (a folder or a glob, relative to the spec file)")
-        elif next(glob.iglob(str(target), recursive=True), None) is None:  # stops at the first match
-            problems.add(("source", "path"), f"glob {str(target)!r} matches no file")
+        _source_problem(problems, lambda: check(source, base))
 
 
 def _source_problem(problems: _Problems, check: Callable[[], object]) -> None:

@@ -110,6 +110,9 @@ class RecordsSource(SourceBase):
     path: str = Field(description="a .parquet file, a folder or glob of them, or a .lance dataset, relative to the spec file")
 
 
+ImageSource = Union[ImagesSource, UrlsSource, TableSource, HfSource, WebDatasetSource]  # images for the models
+IMAGE_SOURCES = (ImagesSource, UrlsSource, TableSource, HfSource, WebDatasetSource)
+
 Source = Annotated[Union[SyntheticSource, AnnotationsSource, ImagesSource, UrlsSource, TableSource, HfSource,
                          WebDatasetSource, RecordsSource],
                    Field(discriminator="kind")]

@@ -22,8 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
-from udfs.images import REMOTE
-from forge.perception.paths import expand
+from forge.sources.base import Listing
+from forge.sources.paths import expand
+from forge.sources.uris import REMOTE
+from forge.spec.schema import TableSource
 
 SCHEME = "table://"
 BATCH_ROWS = 4096  # rows read at a time while listing
@@ -65,6 +67,16 @@ def _holds_images(kind: pa.DataType) -> str | None:
     if pa.types.is_struct(kind) and {kind.field(i).name for i in range(kind.num_fields)} >= {"bytes", "path"}:
         return "bytes"
     return None
+
+
+class TableKind:
+    kind = "table"
+
+    def check(self, source: TableSource, base_dir: Path) -> None:
+        ImageTable.open(base_dir / source.path, source.image_column, source.metadata)
+
+    def listing(self, source: TableSource, base_dir: Path) -> Listing:
+        return ImageTable.open(base_dir / source.path, source.image_column, source.metadata).listing(source.path, source.metadata)
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,13 @@ class ImageTable:
                 raise ForgeError(f"source.metadata: {', '.join(map(repr, binary))} in {file} holds bytes, which a QA "
                                  "row cannot carry as JSON; carry text, numbers or lists")
         return cls(tuple(str(Path(f).resolve()) for f in files), kind, column)
+
+    def listing(self, path: str, metadata: tuple[str, ...]) -> Listing:
+        """Every row's image, with its `metadata` columns; ForgeError when the table has no row."""
+        total = self.rows()
+        if not total:
+            raise ForgeError(f"source.path {path!r}: the table lists no images in column {self.column!r}")
+        return Listing(total, lambda: self.entries(metadata))
 
     def rows(self) -> int:
         """Rows over every file (read from metadata where the format has it)."""

@@ -17,10 +17,26 @@ from typing import Iterator
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 from forge.errors import ForgeError
-from forge.perception.listing import IMAGE_SUFFIXES
-from forge.perception.paths import expand
+from forge.sources.base import Listing
+from forge.sources.paths import expand
+from forge.sources.uris import IMAGE_SUFFIXES
+from forge.spec.schema import WebDatasetSource
 
 SCHEME = "tar://"
+
+
+class WebDatasetKind:
+    kind = "webdataset"
+
+    def check(self, source: WebDatasetSource, base_dir: Path) -> None:
+        shard_files(base_dir / source.path)
+
+    def listing(self, source: WebDatasetSource, base_dir: Path) -> Listing:
+        shards = shard_files(base_dir / source.path)
+        total = sum(1 for shard in shards for _ in entries(shard))
+        if not total:
+            raise ForgeError(f"source.path {source.path!r}: the shards hold no image members ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return Listing(total, lambda: (entry for shard in shards for entry in entries(shard, source.metadata)))
 
 
 def shard_files(path: Path) -> list[str]:

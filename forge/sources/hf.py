@@ -4,7 +4,7 @@ A `save_to_disk` folder holds Arrow files and `dataset_info.json` (a DatasetDict
 split, listed in `dataset_dict.json`); a Parquet export holds Parquet files named by split (the Hub's
 `data/train-00000-of-00002.parquet`, or `train/0000.parquet`) whose schema metadata carries the
 features. The features name the `Image` column, so a spec needs only the path. The rows are then
-read like any table (`image_tables.py`): a batch at a time, images named by their cell.
+read like any table (`tables.py`): a batch at a time, images named by their cell.
 """
 
 from __future__ import annotations
@@ -18,12 +18,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.errors import ForgeError
-from forge.perception.image_tables import ImageTable
-from forge.perception.paths import expand
+from forge.sources.base import Listing
+from forge.sources.paths import expand
+from forge.sources.tables import ImageTable
 from forge.spec.schema import HfSource
 
 KNOWN_SPLITS = {"train", "validation", "test", "val", "dev"}  # how split folders and file prefixes are recognised
 T = TypeVar("T")
+
+
+class HfKind:
+    kind = "hf"
+
+    def check(self, source: HfSource, base_dir: Path) -> None:
+        if not (base_dir / source.path).exists() and not any(ch in source.path for ch in "*?["):
+            raise ForgeError(f"source.path: {base_dir / source.path} does not exist (a datasets save_to_disk folder or a "
+                             "Parquet export, relative to the spec file)")
+        hf_table(source, base_dir)
+
+    def listing(self, source: HfSource, base_dir: Path) -> Listing:
+        return hf_table(source, base_dir).listing(source.path, source.metadata)
 
 
 def hf_table(source: HfSource, base_dir: Path) -> ImageTable:
