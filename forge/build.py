@@ -39,7 +39,7 @@ from forge.spec.schema import ModelsPerception, RecordsSource
 from forge.staging import Staging
 from forge.store import QA_SCHEMA, Store, WriteResult
 
-STAGING_FORMAT = 2  # bump when what is staged changes meaning
+STAGING_FORMAT = 3  # bump when what is staged changes meaning
 
 
 @dataclass

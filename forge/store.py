@@ -48,6 +48,13 @@ QA_SCHEMA = pa.schema(
         pa.field("seed", pa.int64()),
         pa.field("source_dataset", pa.string()),
         pa.field("source_meta", pa.string()),
+        # the camera and gravity the answer was computed with (perception/camera.py, gravity.py)
+        pa.field("fx", pa.float64()),
+        pa.field("fy", pa.float64()),
+        pa.field("cx", pa.float64()),
+        pa.field("cy", pa.float64()),
+        pa.field("camera_source", pa.string()),
+        pa.field("gravity_source", pa.string()),
     ]
 )
 
@@ -80,7 +87,7 @@ ERRORS_SCHEMA = pa.schema(
 
 
 # the columns people filter by: bitmaps for few distinct values, B-trees for many or for ranges
-QA_INDEXES = {"family": Bitmap, "answer_type": Bitmap, "spec_name": Bitmap, "depth_kind": Bitmap,
+QA_INDEXES = {"family": Bitmap, "answer_type": Bitmap, "spec_name": Bitmap, "depth_kind": Bitmap, "camera_source": Bitmap,
               "qa_id": BTree, "image_id": BTree, "answer": BTree, "margin": BTree}
 COMPACT_SMALL_FRAGMENTS = 8  # compact once this many fragments of fewer than SMALL_FRAGMENT_ROWS pile up
 SMALL_FRAGMENT_ROWS = 10_000  # a chunk of a big build writes far more: its fragments are never rewritten
@@ -97,6 +104,11 @@ class WriteResult:
     stale: int  # of those, rows of an older version of the spec (another spec hash)
 
 
+def _older(found: pa.Schema, wanted: pa.Schema) -> bool:
+    """Whether `found` is `wanted` without its last columns (which an earlier forge did not write)."""
+    return len(found) < len(wanted) and all(found.field(i) == wanted.field(i) for i in range(len(found)))
+
+
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -111,9 +123,13 @@ class Store:
         self.db = lancedb.connect(str(self.path))
 
     def table(self, name: str, schema: pa.Schema):
-        """Open table `name`, creating it empty when missing; refuse one with another schema."""
+        """Open table `name`, creating it empty when missing. A table an earlier forge wrote, whose columns
+        are the first of `schema`'s, gains the later ones (null in its rows); any other schema is refused."""
         if name in self.db.list_tables().tables:
             table = self.db.open_table(name)
+            if table.schema != schema and _older(table.schema, schema):
+                table.add_columns([field.with_nullable(True) for field in schema if field.name not in table.schema.names])
+                table = self.db.open_table(name)
             if table.schema != schema:
                 raise ForgeError(f"{self.path}: table {name!r} has another schema than this forge version writes; build into a new --db")
             return table

@@ -1,7 +1,9 @@
 """`perception: annotations`: COCO-style boxes plus depth maps from RGB-D, LiDAR or humans.
 
 The JSON is read once when the plan is built (it is the index of the work); pixels and
-depth maps are read per image inside a UDF.
+depth maps are read per image inside a UDF. An image entry may carry its camera (`K`, or `fx`, `fy`,
+`cx`, `cy`) and gravity (`gravity`, or `pitch` and `roll`; `camera_height`); without them the photo's
+EXIF gives the camera and a floor fit on metric depth gives gravity (`camera.py`, `gravity.py`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from daft import DataFrame, DataType, col
 from PIL import Image
 
 from forge.errors import ForgeError, SpecError
+from forge.perception.camera import Camera, choose, from_matrix, from_values
+from forge.perception.gravity import Gravity, from_pitch_roll, from_vector
 from forge.perception.masks import from_coco
 from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, Detection, failed, image_record, measured_objects
 from forge.sources.decoding import check_size, oriented_size
+from forge.sources.exif import exif_focal
 from forge.sources.identity import content_id
 from forge.spec.schema import AnnotationsSource, ObjectsSpec
 
@@ -110,7 +115,8 @@ def read_instances(path: Path) -> list[dict]:
             problems.add(f"{where}.file_name", f"{file_name!r} is outside the images folder; give a path relative to it")
         if image_id is not None:
             first[image_id] = i
-            images[image_id] = {"file_name": file_name, "width": width, "height": height, "annotations": []}
+            images[image_id] = {"file_name": file_name, "width": width, "height": height, "annotations": [],
+                                **_geometry(img, width, height, where, problems)}
     for i, ann in enumerate(data["annotations"]):
         where = f"annotations[{i}]"
         image_id = problems.value(ann, "image_id", (int, str), where)
@@ -144,18 +150,65 @@ def read_instances(path: Path) -> list[dict]:
     return [images[k] for k in sorted(images, key=str)]
 
 
+CAMERA_KEYS = ("fx", "fy", "cx", "cy")
+
+
+def _geometry(entry: dict, width: int | None, height: int | None, where: str, problems: _Problems) -> dict:
+    """An image entry's camera ([fx, fy, cx, cy] or None), gravity (up, [x, y, z] or None) and camera
+    height (or None), each checked: a bad one is a problem line, never a wrong metric answer."""
+    out: dict = {"camera": None, "up": None, "camera_height": None}
+    if not isinstance(entry, dict) or not width or not height or width <= 0 or height <= 0:
+        return out
+    try:
+        if "K" in entry:
+            camera = from_matrix(entry["K"], width, height)
+            out["camera"] = [camera.fx, camera.fy, camera.cx, camera.cy]
+        elif any(key in entry for key in CAMERA_KEYS):
+            missing = [key for key in CAMERA_KEYS if key not in entry]
+            if missing:
+                raise ValueError(f"gives {', '.join(k for k in CAMERA_KEYS if k in entry)} without {', '.join(missing)}: "
+                                 "give all four (pixels), or K")
+            camera = from_values(*(entry[key] for key in CAMERA_KEYS), width, height)
+            out["camera"] = [camera.fx, camera.fy, camera.cx, camera.cy]
+    except ValueError as exc:
+        problems.add(f"{where}.{'K' if 'K' in entry else 'fx'}", f"{exc}")
+    height_m = entry.get("camera_height")
+    if height_m is not None and (not _finite(height_m) or height_m <= 0):
+        problems.add(f"{where}.camera_height", f"{height_m!r} must be the camera's height above the floor in metres (> 0)")
+        height_m = None
+    try:
+        if "gravity" in entry:
+            vector = entry["gravity"]
+            if not isinstance(vector, list) or len(vector) != 3 or not all(_finite(v) for v in vector):
+                raise ValueError(f"{vector!r} must be [x, y, z]: the direction gravity pulls, in camera coordinates "
+                                 "(x right, y down, z forward)")
+            out["up"] = list(from_vector(tuple(vector), None).up)
+        elif "pitch" in entry or "roll" in entry:
+            pitch, roll = entry.get("pitch", 0.0), entry.get("roll", 0.0)
+            if not _finite(pitch) or not _finite(roll) or abs(pitch) >= 90 or abs(roll) >= 90:
+                raise ValueError(f"pitch {pitch!r} and roll {roll!r} must be degrees between -90 and 90 (looking down: "
+                                 "pitch > 0)")
+            out["up"] = list(from_pitch_roll(pitch, roll, None).up)
+    except ValueError as exc:
+        problems.add(f"{where}.{'gravity' if 'gravity' in entry else 'pitch'}", str(exc))
+    out["camera_height"] = float(height_m) if height_m is not None else None
+    return out
+
+
 SHAPE_TOLERANCE = 0.01  # aspect ratios this close are one shape at two resolutions
 
 
-def _decoded_size(data: bytes) -> tuple[int, int]:
+def _decoded(data: bytes) -> tuple[tuple[int, int], tuple[float, float] | None]:
     """The picture's (width, height) after EXIF orientation, once its pixels decode (a truncated or
-    non-image file raises here, as it would for the models); JPEGs decode at reduced scale."""
+    non-image file raises here, as it would for the models; JPEGs decode at reduced scale), and the
+    focal lengths its EXIF gives (`exif_focal`)."""
     with Image.open(io.BytesIO(data)) as img:
         check_size(img)
         size = oriented_size(img)
+        focal = exif_focal(img)
         img.draft("RGB", (512, 512))
         img.load()
-    return size
+    return size, focal
 
 
 def _same_shape(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -185,12 +238,13 @@ class ReadAnnotated:
         self.objects = objects
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
-    def __call__(self, file_name: str, width: int, height: int, annotations: list) -> dict:
+    def __call__(self, file_name: str, width: int, height: int, annotations: list, camera: list | None,
+                 up: list | None, camera_height: float | None) -> dict:
         image_path = self.images_dir / file_name
         uri = str(image_path)
         try:
             data = image_path.read_bytes()
-            real = _decoded_size(data)
+            real, focal = _decoded(data)
         except OSError as exc:
             return failed(uri, "annotations", f"cannot read image: {exc.strerror or exc}")
         except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -211,14 +265,25 @@ class ReadAnnotated:
             x, y, w, h = ann["bbox"]
             box = (max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0))
             found.append(Detection(ann["label"], ann["score"], box, ann["mask"]))
-        objects = measured_objects(found, depth, (width, height), self.objects.depth_percentile, self.objects.depth_from)
-        return image_record(content_id(data), uri, width, height, self.source.depth_kind, "annotations", objects)
+        scale = width / real[0]  # EXIF describes the file's pixels; boxes and the camera the annotated size
+        candidates = {"annotation": Camera(*camera, "annotation") if camera is not None else None,
+                      "exif": Camera.centred(width, height, focal[0] * scale, focal[1] * scale, "exif") if focal else None}
+        chosen = choose(tuple(self.objects.camera), candidates, width, height, self.objects.horizontal_fov_deg)
+        gravity = Gravity(tuple(up), camera_height, "annotation") if up is not None else None
+        objects, geometry = measured_objects(found, depth, (width, height), self.objects.depth_percentile,
+                                             self.objects.depth_from, chosen, gravity,
+                                             fit_gravity=self.source.depth_kind == "metric")
+        return image_record(content_id(data), uri, width, height, self.source.depth_kind, "annotations", objects, geometry)
 
 
 def perceive_annotations(source: AnnotationsSource, base_dir: Path, objects: ObjectsSpec, records: list[dict]) -> DataFrame:
     """Records of the annotated images `records` (entries of `read_instances`)."""
     reader = ReadAnnotated(source, (base_dir / source.images).resolve(), (base_dir / source.depth).resolve(), objects)
     df = daft.from_pylist(records).into_batches(STREAM_BATCH)
-    df = df.with_column("annotations", col("annotations").cast(_ANNOTATION_TYPE))
-    perceived = reader(col("file_name"), col("width").cast("int64"), col("height").cast("int64"), col("annotations"))
+    df = df.with_columns({"annotations": col("annotations").cast(_ANNOTATION_TYPE),
+                          "camera": col("camera").cast(DataType.list(DataType.float64())),
+                          "up": col("up").cast(DataType.list(DataType.float64())),
+                          "camera_height": col("camera_height").cast(DataType.float64())})
+    perceived = reader(col("file_name"), col("width").cast("int64"), col("height").cast("int64"), col("annotations"),
+                       col("camera"), col("up"), col("camera_height"))
     return df.select(perceived.alias("perceived")).select(col("perceived").unnest())

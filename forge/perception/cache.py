@@ -29,6 +29,7 @@ DEPTH_SCHEMA = pa.schema([
     pa.field("rows", pa.int32()),
     pa.field("cols", pa.int32()),
     pa.field("depth", pa.binary()),  # float16, row-major (rows, cols), distance: larger = farther
+    pa.field("fov", pa.float64()),  # horizontal field of view in degrees, for models that predict it (else null)
 ])
 DETECTION_TYPE = pa.struct([
     pa.field("label", pa.string()), pa.field("score", pa.float64()),
@@ -46,7 +47,7 @@ MASKS_SCHEMA = pa.schema([
 ])
 SCHEMAS = {DEPTH_TABLE: DEPTH_SCHEMA, DETECTIONS_TABLE: DETECTIONS_SCHEMA, MASKS_TABLE: MASKS_SCHEMA}
 
-CACHE_FORMAT = 1  # bump when what is cached changes meaning
+CACHE_FORMAT = 2  # bump when what is cached changes meaning
 
 
 def model_fingerprint(model: str) -> str:

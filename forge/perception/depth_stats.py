@@ -106,10 +106,11 @@ def _in_front(depth: np.ndarray, boxed: list[np.ndarray], grown: list[np.ndarray
 
 
 def measure(depth: np.ndarray, boxes: list[tuple[float, float, float, float]], masks: list[np.ndarray | None],
-            percentile: float, depth_from: str) -> list[dict]:
+            percentile: float, depth_from: str) -> tuple[list[dict], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per object of one image: depth, depth_spread, occlusion (fraction of its box under the boxes of
-    objects that may be in front of it) and depth_source, from the pixels `depth_from` names. `masks`
-    are at the depth map's resolution (None where an object has none)."""
+    objects that may be in front of it) and depth_source, from the pixels `depth_from` names; and those
+    pixels, as (object index, row, column) arrays, for lifting. `masks` are at the depth map's resolution
+    (None where an object has none)."""
     shape = depth.shape
     boxed = [region(box, shape) for box in boxes]
     claimed = np.zeros(shape, dtype=np.int32)
@@ -119,7 +120,7 @@ def measure(depth: np.ndarray, boxes: list[tuple[float, float, float, float]], m
            else None for b in boxed]
     grown = [region(box, shape, grow=1) for box in boxes]
     ahead = _in_front(depth, boxed, grown, claimed, own, percentile)
-    out = []
+    out, used = [], []
     for i, (box, pixels) in enumerate(zip(boxes, boxed)):
         nearer = np.zeros(shape, dtype=bool)
         reach = np.zeros(shape, dtype=bool)
@@ -137,7 +138,11 @@ def measure(depth: np.ndarray, boxes: list[tuple[float, float, float, float]], m
             central = region(_central(box), shape) & ~nearer
         out.append({"depth": _percentile(depth, chosen, percentile), "depth_spread": _spread(depth, central),
                     "occlusion": covered, "depth_source": source})
-    return out
+        used.append(chosen)
+    if not used:
+        return out, (np.zeros(0, dtype=np.int64),) * 3
+    owner, rows, cols = np.nonzero(np.stack(used))
+    return out, (owner, rows, cols)
 
 
 def object_depth(depth: np.ndarray, box: tuple[float, float, float, float], percentile: float) -> float | None:

@@ -39,9 +39,11 @@ from forge.spec.load import LoadedSpec
 from forge.spec.schema import IMAGE_SOURCES, ModelsPerception
 from forge.store import Store
 
-IMAGE_COLUMNS = ("path", "image_id", "width", "height")
+IMAGE_COLUMNS = ("path", "image_id", "width", "height")  # what the models read
+RECORD_INPUTS = (*IMAGE_COLUMNS, "exif_fx", "exif_fy", "meta", "order")  # what a record is made from beside the cache
 INDEX_SCHEMA = pa.schema([("path", pa.string()), ("image_id", pa.string()), ("width", pa.int64()),
-                          ("height", pa.int64()), ("error", pa.string()), ("meta", pa.string())])
+                          ("height", pa.int64()), ("exif_fx", pa.float64()), ("exif_fy", pa.float64()),
+                          ("error", pa.string()), ("meta", pa.string())])
 DOWNLOADS = ".forge-downloads"  # in the database folder: a window's downloaded images until its models have run
 
 
@@ -117,8 +119,9 @@ class ModelPerceiver:
         models for images the cache lacks (here: every task, as on an empty cache), then the records
         read back from the cache."""
         first = next(self.listing.windows(self.WINDOW, self.limit))
-        images = identify([uri for uri, _ in first]).where(col("error").is_null()).select(*IMAGE_COLUMNS)
-        with_meta = images.with_columns({"meta": daft.lit(None).cast(daft.DataType.string()), "order": daft.lit(0)})
+        identified = identify([uri for uri, _ in first]).where(col("error").is_null())
+        images = identified.select(*IMAGE_COLUMNS)
+        with_meta = identified.with_columns({"meta": daft.lit(None).cast(daft.DataType.string()), "order": daft.lit(0)})
         return [("models, on the images of a window the perception cache lacks", self.model_plan(images, tuple(self.keys))),
                 ("records, read back from the perception cache a chunk at a time", self.records_plan(with_meta))]
 
@@ -198,7 +201,8 @@ class ModelPerceiver:
             self.stats.cached[name] += readable - (self.stats.run[name] - ran[name])
         metas = [_json(meta) for _, meta in entries]
         return pa.table({"path": found.column("path"), "image_id": [None if e else r["image_id"] for e, r in zip(errors, rows)],
-                         "width": found.column("width"), "height": found.column("height"), "error": errors,
+                         "width": found.column("width"), "height": found.column("height"),
+                         "exif_fx": found.column("exif_fx"), "exif_fy": found.column("exif_fy"), "error": errors,
                          "meta": metas}, schema=INDEX_SCHEMA)
 
     def _store_batch(self, batch: pa.Table, cache: PerceptionCache, need: tuple[str, ...]) -> dict[str, str]:
@@ -222,7 +226,7 @@ class ModelPerceiver:
         images = index.filter(pl.col("error").is_null())
         if images.height:
             ids = images["image_id"].unique(maintain_order=True).to_list()
-            frames.append(self.records_plan(daft.from_arrow(images.select(*IMAGE_COLUMNS, "meta", "order").to_arrow()), ids))
+            frames.append(self.records_plan(daft.from_arrow(images.select(*RECORD_INPUTS).to_arrow()), ids))
         failures = index.filter(pl.col("error").is_not_null())
         if failures.height:
             label = perception_label(self.perception)

@@ -21,9 +21,10 @@ import numpy as np
 from daft import DataFrame, DataType, Series, col
 from PIL import Image, ImageOps
 
+from forge.perception.camera import Camera, choose
 from forge.perception.flip import flip_views
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
-from forge.perception.tasks import TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
+from forge.perception.tasks import DEPTH_OUTPUTS, TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
 from forge.sources.decoding import decode
 from forge.sources.identity import THREADS
 from forge.sources.reading import Downloads
@@ -32,7 +33,7 @@ from forge.spec.schema import ModelsPerception, ObjectsSpec
 PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(),
                                  **{f"{name}_input": DataType.tensor(DataType.uint8()) for name in TASKS}})
 DEPTH_TYPE = DataType.struct({"kind": DataType.string(), "rows": DataType.int32(), "cols": DataType.int32(),
-                              "depth": DataType.binary()})
+                              "depth": DataType.binary(), "fov": DataType.float64()})
 DETECTIONS_TYPE = DataType.list(DataType.struct({
     "label": DataType.string(), "score": DataType.float64(), "x1": DataType.float64(), "y1": DataType.float64(),
     "x2": DataType.float64(), "y2": DataType.float64()}))
@@ -94,8 +95,8 @@ def _load_depth(spec: ModelSpec, device):
     from udfs.depth import DepthModel
 
     model = DepthModel(spec.model, device)
-    return lambda batch, sizes: [{"kind": model.kind, "rows": m.shape[0], "cols": m.shape[1], "depth": m.tobytes()}
-                                 for m in model(batch, sizes)]
+    return lambda batch, sizes: [{"kind": model.kind, "rows": m.shape[0], "cols": m.shape[1], "depth": m.tobytes(),
+                                  "fov": fov} for m, fov in zip(*model(batch, sizes))]
 
 
 def _load_grounding(spec: ModelSpec, device):
@@ -170,23 +171,40 @@ def decode_depth_map(data: bytes, rows: int, cols: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.float16).reshape(rows, cols).astype(np.float32)
 
 
+def camera_for(objects: ObjectsSpec, width: int, height: int, known: dict[str, Camera | None],
+               fov: float | None) -> tuple[Camera, float]:
+    """The image's camera, first found in `objects.camera` among the `known` ones (annotation, exif) and the
+    depth model's predicted field of view; and the factor that turns the model's metric depth into depth
+    under that camera (1 unless the model predicted its own field of view and another camera won)."""
+    predicted = Camera.from_fov(width, height, fov, "model") if fov is not None else None
+    camera = choose(tuple(objects.camera), {**known, "model": predicted}, width, height, objects.horizontal_fov_deg)
+    return camera, (camera.fx / predicted.fx if predicted is not None and camera is not predicted else 1.0)
+
+
 @daft.cls
 class ModelRecord:
-    """Cached model outputs of one image -> the shared perception record, with object depth."""
+    """Cached model outputs of one image -> the shared perception record, with object depth and the
+    image's camera: from the annotations' or EXIF's focal length, or the depth model's field of view
+    (`objects.camera` says which first). A model that predicts the field of view made its metric depth
+    with it; under another camera the depth is rescaled to that camera's focal length, as the model
+    (DepthPro) would have made it had it been given that focal length."""
 
     def __init__(self, objects: ObjectsSpec, label: str):
         self.objects, self.label = objects, label
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
-    def __call__(self, image_id: str, uri: str, meta: str | None, width: int, height: int, kind: str, rows: int, cols: int,
-                 depth: bytes, detections: list, check_rows: int | None, check_cols: int | None,
+    def __call__(self, image_id: str, uri: str, meta: str | None, width: int, height: int, exif_fx: float | None,
+                 exif_fy: float | None, kind: str, rows: int, cols: int, depth: bytes, fov: float | None,
+                 detections: list, check_rows: int | None, check_cols: int | None,
                  check_depth: bytes | None, flip_rows: int | None, flip_cols: int | None, flip_depth: bytes | None,
                  flip_detections: list | None, masks: list | None) -> dict:
         def box(d: dict) -> tuple[float, float, float, float]:
             return d["x1"], d["y1"], d["x2"], d["y2"]
 
         percentile = self.objects.depth_percentile
-        depth_map = decode_depth_map(depth, rows, cols)
+        exif = Camera.centred(width, height, exif_fx, exif_fy, "exif") if exif_fx else None
+        camera, scale = camera_for(self.objects, width, height, {"exif": exif}, fov)
+        depth_map = decode_depth_map(depth, rows, cols) * np.float32(scale)
         check_map = decode_depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
         flips = None
         if flip_depth is not None and flip_detections is not None:
@@ -195,8 +213,9 @@ class ModelRecord:
                                decode_depth_map(flip_depth, flip_rows, flip_cols), percentile)
         masks = masks if masks is not None and len(masks) == len(detections) else [None] * len(detections)
         found = [Detection(d["label"], d["score"], box(d), m) for d, m in zip(detections, masks)]
-        objects = measured_objects(found, depth_map, (width, height), percentile, self.objects.depth_from, check_map, flips)
-        return image_record(image_id, uri, width, height, kind, self.label, objects, meta)
+        objects, geometry = measured_objects(found, depth_map, (width, height), percentile, self.objects.depth_from, camera,
+                                             None, kind == "metric", check_map, flips)
+        return image_record(image_id, uri, width, height, kind, self.label, objects, geometry, meta)
 
 
 def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions, names: set[str],
@@ -221,7 +240,7 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
         names_out = task.columns()
         if task.output == "depth":
             df = df.with_column("depth_out", out).with_columns(
-                {n: col("depth_out").get(field) for field, n in zip(("kind", "rows", "cols", "depth"), names_out)}
+                {n: col("depth_out").get(field) for field, n in zip(DEPTH_OUTPUTS, names_out)}
             ).exclude("depth_out")
         else:
             df = df.with_column(names_out[0], out)
@@ -230,19 +249,20 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
 
 
 def records(joined: DataFrame, perception: ModelsPerception, objects: ObjectsSpec) -> DataFrame:
-    """Perception records from frames holding path, image_id, width, height, meta (the source's
-    carried fields, JSON) and every configured task's output columns (`Task.columns`)."""
+    """Perception records from frames holding path, image_id, width, height, exif_fx, exif_fy, meta (the
+    source's carried fields, JSON) and every configured task's output columns (`Task.columns`)."""
     record = ModelRecord(objects, perception_label(perception))
     configured = tasks_of(perception)
 
     def outputs(name: str, dtypes: list) -> list:
         if name in configured:
             columns = TASKS[name].columns()
-            return [col(c) for c in (columns[1:] if TASKS[name].output == "depth" else columns)]
+            return [col(c) for c in (columns[1:4] if TASKS[name].output == "depth" else columns)]  # a map: rows, cols, depth
         return [daft.lit(None).cast(t) for t in dtypes]
 
     absent_map = [DataType.int32(), DataType.int32(), DataType.binary()]
-    args = [col("image_id"), col("path"), col("meta"), col("width"), col("height"), col("kind"), col("rows"), col("cols"),
-            col("depth"), col("detections"), *outputs("check", absent_map), *outputs("flip_depth", absent_map),
+    args = [col("image_id"), col("path"), col("meta"), col("width"), col("height"), col("exif_fx"), col("exif_fy"),
+            col("kind"), col("rows"), col("cols"), col("depth"), col("fov"), col("detections"),
+            *outputs("check", absent_map), *outputs("flip_depth", absent_map),
             *outputs("flip_grounding", [DETECTIONS_TYPE]), *outputs("segmentation", [MASKS_TYPE])]
     return joined.select(record(*args).alias("perceived")).select(col("perceived").unnest())

@@ -13,7 +13,10 @@ import numpy as np
 import pyarrow as pa
 from daft import DataType
 
-from forge.perception.depth_stats import measure
+from forge.perception.camera import Camera
+from forge.perception.depth_stats import measure, region
+from forge.perception.gravity import NO_GRAVITY, Gravity, fit_floor
+from forge.perception.lifting import lift
 from forge.perception.masks import decode, resized
 
 STREAM_BATCH = 16  # images per streamed batch: progress moves, and Daft spreads batches over workers
@@ -38,8 +41,23 @@ OBJECT_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "depth_source": (pa.string(), "which pixels the depth came from: mask, box_visible (the box minus nearer "
                                   "boxes) or box"),
     "mask": (pa.string(), "the object's pixels as COCO RLE counts at the image's size (null without a mask)"),
+    # lifted to 3D from the object's pixels with the image's camera (perception/lifting.py); depth units
+    # (metres for metric depth); null where too few points remain or, for the gravity-frame ones, without gravity
+    "x3d": (pa.float64(), "3D centroid in the camera frame: x right"),
+    "y3d": (pa.float64(), "3D centroid in the camera frame: y down"),
+    "z3d": (pa.float64(), "3D centroid in the camera frame: z along the optical axis"),
+    "across": (pa.float64(), "centroid on the floor plane (gravity frame): across the view, right positive"),
+    "along": (pa.float64(), "centroid on the floor plane (gravity frame): along the view, away from the camera"),
+    "elevation": (pa.float64(), "centroid height above the floor"),
+    "width3d": (pa.float64(), "extent across the view, in the gravity frame"),
+    "height3d": (pa.float64(), "extent along gravity"),
+    "bottom": (pa.float64(), "lowest point's height above the floor"),
+    "top": (pa.float64(), "highest point's height above the floor"),
+    "points3d": (pa.int64(), "3D points the lifted numbers come from (0: not lifted)"),
 }
-OPTIONAL_OBJECT_FIELDS = ("depth_check", "flip_depth", "flip_cx", "occlusion", "depth_source", "mask")  # null if absent
+LIFTED_FIELDS = ("x3d", "y3d", "z3d", "across", "along", "elevation", "width3d", "height3d", "bottom", "top", "points3d")
+OPTIONAL_OBJECT_FIELDS = ("depth_check", "flip_depth", "flip_cx", "occlusion", "depth_source", "mask",
+                          *LIFTED_FIELDS)  # null if absent
 IMAGE_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "image_id": (pa.string(), "content id: hash of the image's bytes (null when the image failed)"),
     "image_uri": (pa.string(), "where the image is: a path, URL or synthetic:// URI"),
@@ -49,8 +67,21 @@ IMAGE_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "perception": (pa.string(), "what perceived it: synthetic, annotations, or the model ids"),
     "error": (pa.string(), "why the image could not be perceived; null when it was"),
     "source_meta": (pa.string(), "the source's own fields for this image (source.metadata) as a JSON object; null without"),
+    "fx": (pa.float64(), "focal length in pixels along x, of the upright picture"),
+    "fy": (pa.float64(), "focal length in pixels along y"),
+    "cx": (pa.float64(), "principal point x in pixels"),
+    "cy": (pa.float64(), "principal point y in pixels"),
+    "camera_source": (pa.string(), "where the camera came from: annotation, records, exif, model or default"),
+    "up_x": (pa.float64(), "up (opposite to gravity) in camera coordinates: x"),
+    "up_y": (pa.float64(), "up in camera coordinates: y (about -1 for a level camera)"),
+    "up_z": (pa.float64(), "up in camera coordinates: z"),
+    "camera_height": (pa.float64(), "the camera's height above the floor (null: no floor known)"),
+    "gravity_source": (pa.string(), "where gravity came from: annotation, floor_fit or none"),
+    "floor_share": (pa.float64(), "the floor fit's inlier share of the background pixels (floor_fit only)"),
 }
-OPTIONAL_IMAGE_FIELDS = ("source_meta",)  # null where a table of records lacks them
+CAMERA_FIELDS = ("fx", "fy", "cx", "cy", "camera_source")
+GRAVITY_FIELDS = ("up_x", "up_y", "up_z", "camera_height", "gravity_source", "floor_share")
+OPTIONAL_IMAGE_FIELDS = ("source_meta", *CAMERA_FIELDS, *GRAVITY_FIELDS)  # null where a table of records lacks them
 OBJECT_STRUCT = pa.struct([pa.field(name, kind) for name, (kind, _) in OBJECT_FIELDS.items()])
 RECORD_SCHEMA = pa.schema([pa.field(name, kind) for name, (kind, _) in IMAGE_FIELDS.items()]
                           + [pa.field("objects", pa.list_(OBJECT_STRUCT))])
@@ -68,34 +99,60 @@ class Detection:
 
 
 def measured_objects(detections: list[Detection], depth: np.ndarray, image_size: tuple[int, int], percentile: float,
-                     depth_from: str, check: np.ndarray | None = None,
-                     flips: list[tuple[float | None, float | None]] | None = None) -> list[dict]:
-    """The object records of one image: each detection with its depth statistics measured on `depth`
-    (and on the second depth model's map `check`), jointly, since what is in front decides them."""
+                     depth_from: str, camera: Camera, gravity: Gravity | None, fit_gravity: bool,
+                     check: np.ndarray | None = None,
+                     flips: list[tuple[float | None, float | None]] | None = None) -> tuple[list[dict], dict]:
+    """The object records of one image and its geometry fields (camera and gravity): each detection with
+    its depth statistics measured on `depth` (and on the second depth model's map `check`), jointly,
+    since what is in front decides them, and lifted to 3D with `camera`. Gravity is `gravity` when the
+    source gives it, else the floor fitted on `depth` when `fit_gravity` (metric depth), else none."""
     width, height = image_size
 
     def masks_at(shape: tuple[int, int]) -> list:
         return [resized(decode(d.mask, height, width), shape) if d.mask is not None else None for d in detections]
 
     boxes = [d.box for d in detections]
-    measured = measure(depth, boxes, masks_at(depth.shape), percentile, depth_from)
-    checked = measure(check, boxes, masks_at(check.shape), percentile, depth_from) if check is not None else None
+    measured, pixels = measure(depth, boxes, masks_at(depth.shape), percentile, depth_from)
+    checked = measure(check, boxes, masks_at(check.shape), percentile, depth_from)[0] if check is not None else None
+    intrinsics = camera.at(width, height, depth.shape[1], depth.shape[0])
+    if fit_gravity and (gravity is None or gravity.camera_height is None):
+        gravity = fit_floor(depth, intrinsics, objects_area(boxes, depth.shape), gravity) or gravity
+    fronts = np.array([m["depth"] if m["depth"] is not None else np.nan for m in measured], dtype=np.float64)
+    masked = np.array([m["depth_source"] == "mask" for m in measured], dtype=bool)
+    lifted = lift(depth, intrinsics, *pixels, fronts, masked, gravity)
     records = []
     for i, (d, m) in enumerate(zip(detections, measured)):
         flip = flips[i] if flips is not None else (None, None)
         records.append({"idx": i, "label": d.label, "score": d.score, "x1": d.box[0], "y1": d.box[1], "x2": d.box[2],
                         "y2": d.box[3], **m, "depth_check": checked[i]["depth"] if checked is not None else None,
-                        "flip_depth": flip[0], "flip_cx": flip[1], "mask": d.mask})
-    return records
+                        "flip_depth": flip[0], "flip_cx": flip[1], "mask": d.mask,
+                        **{name: _value(lifted[name][i]) for name in LIFTED_FIELDS}})
+    return records, {**camera.fields(), **(gravity.fields() if gravity is not None else NO_GRAVITY)}
+
+
+def objects_area(boxes: list[Box], shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of a map of `shape` inside any of `boxes`: never floor."""
+    covered = np.zeros(shape, dtype=bool)
+    for box in boxes:
+        covered |= region(box, shape)
+    return covered
+
+
+def _value(value: np.generic) -> float | int | None:
+    """A lifted number as the record stores it: NaN (unknown) becomes null."""
+    number = value.item()
+    return None if isinstance(number, float) and not np.isfinite(number) else number
 
 
 def image_record(image_id: str, uri: str, width: int, height: int, depth_kind: str, perception: str,
-                 objects: list[dict], source_meta: str | None = None) -> dict:
+                 objects: list[dict], geometry: dict, source_meta: str | None = None) -> dict:
+    """A perceived image's record; `geometry` is what `measured_objects` says of its camera and gravity."""
     return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": depth_kind,
-            "perception": perception, "error": None, "source_meta": source_meta, "objects": objects}
+            "perception": perception, "error": None, "source_meta": source_meta, **geometry, "objects": objects}
 
 
 def failed(uri: str, perception: str, reason: str) -> dict:
     """A record for an image that could not be perceived: kept, with the reason, never silently lost."""
     return {"image_id": None, "image_uri": uri, "width": None, "height": None, "depth_kind": None,
-            "perception": perception, "error": reason, "source_meta": None, "objects": []}
+            "perception": perception, "error": reason, "source_meta": None,
+            **dict.fromkeys(CAMERA_FIELDS + GRAVITY_FIELDS), "objects": []}

@@ -16,6 +16,7 @@ from forge.perception.cache import DEPTH_TABLE, DETECTIONS_TABLE, MASKS_TABLE, c
 from forge.spec.schema import DepthModel, GroundingModel, ModelsPerception, SegmentationModel
 
 STORED_LONG_SIDE = 256  # depth maps are stored at most this long: enough for per-object statistics
+DEPTH_OUTPUTS = ("kind", "rows", "cols", "depth", "fov")  # a depth task's output columns, as cached
 
 ModelSpec = Union[DepthModel, GroundingModel, SegmentationModel]
 Output = Literal["depth", "detections", "masks"]
@@ -59,7 +60,7 @@ class Task:
         """The task's output columns in a perception frame, prefixed by its name except for the main tasks."""
         if self.output == "depth":
             prefix = "" if self.name == "depth" else f"{self.name}_"
-            return [prefix + c for c in ("kind", "rows", "cols", "depth")]
+            return [prefix + c for c in DEPTH_OUTPUTS]
         if self.output == "detections":
             return ["detections" if self.name == "grounding" else f"{self.name}_detections"]
         return ["masks"]

@@ -1,5 +1,6 @@
 """Which image is which: a content id from the bytes (so the same picture has one id wherever it
-lives), the displayed size from the header, and the set of ids already met, to judge a copy once."""
+lives), the displayed size and the EXIF focal length from the header, and the set of ids already met,
+to judge a copy once."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from daft import DataFrame, DataType, Series, col
 from PIL import Image
 
 from forge.sources.decoding import check_size, oriented_size
+from forge.sources.exif import exif_focal
 from forge.sources.reading import Downloads
 
 THREADS = max(1, min(16, os.cpu_count() or 1))
-ID_TYPE = DataType.struct({"image_id": DataType.string(), "width": DataType.int64(),
-                           "height": DataType.int64(), "error": DataType.string()})
+ID_TYPE = DataType.struct({"image_id": DataType.string(), "width": DataType.int64(), "height": DataType.int64(),
+                           "exif_fx": DataType.float64(), "exif_fy": DataType.float64(), "error": DataType.string()})
+UNREAD = {"image_id": None, "width": None, "height": None, "exif_fx": None, "exif_fy": None}
 
 
 def content_id(data: bytes) -> str:
@@ -32,11 +35,13 @@ def _identify(path: str, downloads: Downloads) -> dict:
         with Image.open(io.BytesIO(data)) as img:
             check_size(img)
             width, height = oriented_size(img)
+            focal = exif_focal(img)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return {"image_id": None, "width": None, "height": None, "error": f"cannot read image: {exc}"}
+        return {**UNREAD, "error": f"cannot read image: {exc}"}
     if width < 1 or height < 1:
-        return {"image_id": None, "width": None, "height": None, "error": f"image has no pixels ({width}x{height})"}
-    return {"image_id": content_id(data), "width": width, "height": height, "error": None}
+        return {**UNREAD, "error": f"image has no pixels ({width}x{height})"}
+    return {"image_id": content_id(data), "width": width, "height": height, "exif_fx": focal[0] if focal else None,
+            "exif_fy": focal[1] if focal else None, "error": None}
 
 
 @daft.cls
@@ -53,7 +58,8 @@ class IdentifyImages:
 
 
 def identify(files: list[str], downloads: str | None = None) -> DataFrame:
-    """path, image_id, width, height, error for each file (URLs downloaded into `downloads`, when given)."""
+    """path, image_id, width, height, exif_fx, exif_fy, error for each file (URLs downloaded into
+    `downloads`, when given)."""
     df = daft.from_pydict({"path": files})
     return df.select("path", IdentifyImages(downloads)(col("path")).alias("id")).select("path", col("id").unnest())
 
