@@ -6,7 +6,10 @@ the true boxes with the model's depth). Each perceived object is matched to a tr
 same label (IoU >= `match_iou`); every candidate that passes every rule but `min_margin` is then
 judged twice, once from perception and once with the true objects put in its place
 (`Shape.with_truth`). A kept answer is wrong when it names an object that matches no true one, or
-when the truth decides it the other way (`Relation.decision`).
+when the truth decides it the other way (`Relation.decision`). An answer in metres (`Relation.measures`)
+has an error instead: its relative difference from the value the true objects give; its family's curve
+is the median and 90th percentile of that error as `min_margin` rises, and the proposal is the smallest
+margin whose 90th percentile is within `metric_target`.
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ from forge.judge.objects import OBJECT_COLUMNS, chunk_objects
 from forge.judge.shapes import Truth
 from forge.judge.verify import MARGIN_RULE
 from forge.perception.annotations import DEPTH_SUFFIX, perceive_annotations, read_instances
-from forge.perception.records import RECORD_SCHEMA, Detection, image_record, measured_objects
+from forge.perception.records import LIFTED_FIELDS, RECORD_SCHEMA, Detection, image_record, measured_objects
 from forge.perception.table import RECORD_POLARS
 from forge.perception.tasks import RunOptions
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import AnnotationsSource, ImagesSource, ModelsPerception
 
 MATCH_IOU = 0.5
-TRUTH_FIELDS = ("x1", "y1", "x2", "y2", "depth", "depth_spread", "occlusion", "depth_source", "mask")
+TRUTH_FIELDS = ("x1", "y1", "x2", "y2", "depth", "depth_spread", "occlusion", "depth_source", "mask", *LIFTED_FIELDS)
+METRIC_TARGET = 0.2  # the 90th percentile of relative error a proposed metric margin keeps within
 GRID_POINTS = 101
 
 
@@ -112,7 +116,9 @@ def _model_records(loaded: LoadedSpec, truth: TruthSet, truth_records: pl.DataFr
                    options: RunOptions) -> pl.DataFrame:
     from forge.perception.cache import PerceptionCache
     from forge.perception.model_perceiver import ModelPerceiver
-    from forge.perception.models import decode_depth_map
+    from forge.perception.camera import Camera
+    from forge.perception.gravity import Gravity
+    from forge.perception.models import camera_for, decode_depth_map
     from forge.perception.tasks import TASKS, perception_label
     from forge.store import Store
 
@@ -135,12 +141,18 @@ def _model_records(loaded: LoadedSpec, truth: TruthSet, truth_records: pl.DataFr
     out = []
     for record in truth_records.filter(pl.col("image_id").is_in(list(maps))).to_dicts():
         cached = maps[record["image_id"]]
-        depth = decode_depth_map(cached["depth"], cached["rows"], cached["cols"])
+        width, height = record["width"], record["height"]
+        source = record["camera_source"]  # the truth set's own camera (its K or EXIF), else the default
+        known = {source: Camera(record["fx"], record["fy"], record["cx"], record["cy"], source)} if source != "default" else {}
+        camera, scale = camera_for(objects, width, height, known, cached["fov"])
+        depth = decode_depth_map(cached["depth"], cached["rows"], cached["cols"]) * np.float32(scale)
+        gravity = (Gravity((record["up_x"], record["up_y"], record["up_z"]), record["camera_height"], "annotation")
+                   if record["gravity_source"] == "annotation" else None)
         found = [Detection(o["label"], o["score"], (o["x1"], o["y1"], o["x2"], o["y2"]), o["mask"]) for o in record["objects"]]
-        measured = measured_objects(found, depth, (record["width"], record["height"]), objects.depth_percentile,
-                                    objects.depth_from)
-        out.append(image_record(record["image_id"], record["image_uri"], record["width"], record["height"],
-                                cached["kind"], perception_label(perception) + ";boxes=truth", measured))
+        measured, geometry = measured_objects(found, depth, (width, height), objects.depth_percentile, objects.depth_from,
+                                              camera, gravity, cached["kind"] == "metric")
+        out.append(image_record(record["image_id"], record["image_uri"], width, height, cached["kind"],
+                                perception_label(perception) + ";boxes=truth", measured, geometry))
     return pl.DataFrame(out, schema=RECORD_POLARS)
 
 
@@ -240,12 +252,42 @@ class Curve:
 
 
 @dataclass
+class MetricCurve:
+    """One metric family's kept answers and their relative errors as `min_margin` (metres) rises."""
+
+    family: str
+    current: float
+    margins: np.ndarray
+    errors: np.ndarray  # relative error of each candidate's answer (the largest of its numbers')
+    matched_share: float
+    proposed: float | None = None
+
+    def at(self, threshold: float) -> tuple[int, float | None, float | None]:
+        """(kept, median error, 90th percentile error) at min_margin = threshold."""
+        kept = self.errors[self.margins >= threshold]
+        if not kept.size:
+            return 0, None, None
+        return int(kept.size), float(np.median(kept)), float(np.percentile(kept, 90))
+
+    def grid(self) -> list[float]:
+        top = float(np.quantile(self.margins, 0.99)) if self.margins.size else 1.0
+        return sorted(set(np.round(np.linspace(0, top, GRID_POINTS), 6).tolist()) | {self.current}
+                      | ({self.proposed} if self.proposed is not None else set()))
+
+    def propose(self, target: float, min_kept: int) -> None:
+        """The smallest margin on the grid keeping at least `min_kept` answers whose 90th percentile error
+        is within `target`."""
+        self.proposed = next((t for t in self.grid() if (kept := self.at(t))[0] >= min_kept and kept[2] <= target), None)
+
+
+@dataclass
 class Calibration:
     spec_path: Path
     truth_images: int
     perceived_images: int
     target: float
     curves: list[Curve] = field(default_factory=list)
+    metric: list[MetricCurve] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -267,15 +309,33 @@ class Calibration:
             if curve.proposed is None:
                 out.append(f"  no min_margin keeps enough answers at most {self.target:.1%} wrong: this perception "
                            "cannot be trusted for this family on this truth set")
+        for curve in self.metric:
+            out.append(f"{curve.family}: {curve.margins.size} answers in metres pass every rule but min_margin (metres); "
+                       f"{curve.matched_share:.0%} of the objects they name match a true object; error = |answer - "
+                       "truth| / truth")
+            out.append(f"  {'min_margin':>10}  {'kept':>7}  {'median':>7}  {'90th %':>7}")
+            shown = sorted({*np.round(np.linspace(0, max(curve.grid()), 11), 2).tolist(), curve.current,
+                            *([curve.proposed] if curve.proposed is not None else [])})
+            for threshold in shown:
+                kept, median, p90 = curve.at(threshold)
+                mark = (" <- spec" if threshold == curve.current else "") + (" <- proposed" if threshold == curve.proposed else "")
+                out.append(f"  {threshold:>10.2f}  {kept:>7}  {_percent(median):>7}  {_percent(p90):>7}{mark}")
+            if curve.proposed is None:
+                out.append(f"  no min_margin keeps enough answers with a 90th percentile error within {METRIC_TARGET:.0%}")
         for family, why in self.skipped.items():
             out.append(f"{family}: not calibrated: {why}")
-        proposals = [c for c in self.curves if c.proposed is not None]
+        proposals = [c for c in [*self.curves, *self.metric] if c.proposed is not None]
         if proposals:
             out.append(f"# proposed margins; paste into {self.spec_path} (set each family's min_margin):")
             out.append("families:")
             for curve in proposals:
-                kept, wrong = curve.at(curve.proposed)
                 out.append(f"  - name: {curve.family}")
+                if isinstance(curve, MetricCurve):
+                    kept, median, p90 = curve.at(curve.proposed)
+                    out.append(f"    min_margin: {curve.proposed:.2f}   # median error {_percent(median)}, 90th percentile "
+                               f"{_percent(p90)} of {kept} kept; was {curve.current:g}")
+                    continue
+                kept, wrong = curve.at(curve.proposed)
                 out.append(f"    min_margin: {curve.proposed:.2f}   # {_share(wrong, kept)} wrong of {kept} kept "
                            f"({_share(kept, curve.margins.size)} of candidates); was {curve.current:g}")
         return out
@@ -283,6 +343,10 @@ class Calibration:
 
 def _share(part: int, whole: int) -> str:
     return f"{part / whole:.1%}" if whole else "-"
+
+
+def _percent(value: float | None) -> str:
+    return f"{value:.1%}" if value is not None else "-"
 
 
 def calibrate(loaded: LoadedSpec, truth: TruthSet, db: Path, target: float = 0.01, boxes: str = "perceived",
@@ -297,12 +361,18 @@ def calibrate(loaded: LoadedSpec, truth: TruthSet, db: Path, target: float = 0.0
     chunk = chunk_objects(perceived, loaded.spec)
     for family in Judge(loaded, loaded.spec.seed).families:
         relation = family.relation
-        if relation.needs_metric:
-            result.skipped[family.name] = "its answers are measurements in metres; min_margin does not decide them"
-            continue
         assert family.rules[-1][0] == MARGIN_RULE
         judged, _ = family.judged(chunk)
         eligible = judged.filter(pl.col("reject").is_in([0, len(family.rules)])).with_row_index("candidate")
+        if relation.measures:
+            curve = _metric_curve(family.name, family.family.min_margin, relation.measures, eligible,
+                                  family.shape.with_truth(eligible, known).sort("candidate"))
+            if curve is None:
+                result.skipped[family.name] = "no candidate passes its other rules and names true objects with 3D numbers"
+            else:
+                curve.propose(METRIC_TARGET, min_kept)
+                result.metric.append(curve)
+            continue
         decided = relation.decision()
         checked = family.shape.with_truth(eligible, known).sort("candidate")
         mine = eligible.select([d.alias(f"mine_{i}") for i, d in enumerate(decided)])
@@ -321,20 +391,41 @@ def calibrate(loaded: LoadedSpec, truth: TruthSet, db: Path, target: float = 0.0
                       int(verdict["undefined"].sum()))
         curve.propose(target, min_kept)
         result.curves.append(curve)
-    if not result.curves and not result.skipped:
+    if not result.curves and not result.metric and not result.skipped:
         raise ForgeError(f"{loaded.path}: no family could be calibrated")
     return result
+
+
+def _metric_curve(name: str, current: float, measures: dict[str, pl.Expr], eligible: pl.DataFrame,
+                  checked: pl.DataFrame) -> MetricCurve | None:
+    """Relative errors of a metric family's candidates against the same numbers from the true objects;
+    candidates naming an object that matches no true one (or has no true 3D numbers) are left out."""
+    mine = eligible.select([expr.alias(key) for key, expr in measures.items()])
+    true = checked.select("matched", *[expr.alias(key) for key, expr in measures.items()])
+    errors = pl.concat([eligible.select("margin"), true.rename({k: f"true_{k}" for k in measures}), mine], how="horizontal")
+    errors = errors.with_columns(error=pl.max_horizontal([(pl.col(k) - pl.col(f"true_{k}")).abs() / pl.col(f"true_{k}")
+                                                         for k in measures]))
+    usable = errors.filter(pl.col("matched") & pl.col("error").is_not_null() & pl.col("error").is_finite())
+    if usable.is_empty():
+        return None
+    return MetricCurve(name, current, usable["margin"].to_numpy().astype(float), usable["error"].to_numpy().astype(float),
+                       float(eligible.height and usable.height / eligible.height))
 
 
 def write_csv(result: Calibration, path: Path) -> None:
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["family", "min_margin", "kept", "kept_fraction", "wrong", "error"])
+        writer.writerow(["family", "min_margin", "kept", "kept_fraction", "wrong", "error", "median_error", "p90_error"])
         for curve in result.curves:
             for threshold in curve.grid():
                 kept, wrong = curve.at(threshold)
                 writer.writerow([curve.family, f"{threshold:.6g}", kept, f"{kept / max(curve.margins.size, 1):.6f}", wrong,
-                                 f"{wrong / kept:.6f}" if kept else ""])
+                                 f"{wrong / kept:.6f}" if kept else "", "", ""])
+        for metric in result.metric:  # answers in metres: relative errors instead of wrong answers
+            for threshold in metric.grid():
+                kept, median, p90 = metric.at(threshold)
+                writer.writerow([metric.family, f"{threshold:.6g}", kept, f"{kept / max(metric.margins.size, 1):.6f}", "", "",
+                                 f"{median:.6f}" if median is not None else "", f"{p90:.6f}" if p90 is not None else ""])
 
 
 PANEL = (560, 300)  # width, height of one family's plot
@@ -342,8 +433,9 @@ PLOT = (60, 30, 500, 250)  # plotting area inside a panel: left, top, right, bot
 
 
 def write_png(result: Calibration, path: Path) -> None:
-    """One panel per family: error % of kept answers (red, left axis) and answers kept % (blue,
-    right axis) against min_margin; dashed: the target, the spec's margin (grey), the proposal (green)."""
+    """One panel per comparative family: error % of kept answers (red, left axis) and answers kept % (blue,
+    right axis) against min_margin; dashed: the target, the spec's margin (grey), the proposal (green).
+    (Families answering in metres are in the text and the CSV.)"""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=12)

@@ -1,4 +1,5 @@
-"""`forge stats`: what a database holds — rows per family, answer balance, the last build's funnel."""
+"""`forge stats`: what a database holds — rows per family, answer balance, where the images' cameras and
+gravity came from, the last build's funnel."""
 
 from __future__ import annotations
 
@@ -53,6 +54,17 @@ def stats_lines(db: Path, table: str = "qa") -> list[str]:
             if named:  # rows whose answer is not among their choices have no position
                 lines.append(f"    answer position: {_share(named, choice_rows)}")
         lines.append(f"    answers (top 5): {_share(answers[family], rows)}")
+    geometry = _grouped(db, f"SELECT 'all' AS family, concat(coalesce(camera_source, 'unknown'), '|', "
+                            f"coalesce(gravity_source, 'unknown')) AS value, count(DISTINCT image_id) AS n FROM {table} GROUP BY 1, 2")
+    if geometry:
+        images = sum(count for _, count in geometry["all"])
+        for position, what in ((0, "cameras"), (1, "gravity")):
+            counts: dict[str, int] = {}
+            for value, count in geometry["all"]:
+                part = str(value).split("|")[position]
+                counts[part] = counts.get(part, 0) + count
+            cells = sorted(counts.items(), key=lambda cell: (-cell[1], cell[0]))
+            lines.append(f"{what} of the {images} images asked about: {_share(cells, images, top=len(cells))}")
     if (db / "errors.lance").is_dir():
         skipped = _grouped(db, "SELECT 'all' AS family, split_part(reason, ':', 1) AS value, count(*) AS n FROM errors GROUP BY 1, 2")
         if skipped:

@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 
 from forge.judge import balance, questions
-from forge.judge.objects import IMAGE_OUTPUT, ChunkObjects, chunk_objects, first_failing, object_rules
+from forge.judge.objects import IMAGE_OUTPUT, ChunkObjects, chunk_objects, first_failing, object_rules, requirements
 from forge.judge.relations import Relation, relation_for
 from forge.judge.shapes import Context, Sets, Shape
 from forge.judge.verify import rules_for
@@ -50,7 +50,7 @@ class FamilyJudge:
 
     def steps(self) -> list[str]:
         """Funnel steps in order, ending with balance (when the family balances)."""
-        formed = self.shape.rule_names(self.context.spec, self.context.needs_metric)
+        formed = self.shape.rule_names(self.context.spec, self.context.requirements)
         return formed + [name for name, _ in self.rules] + ([balance.BALANCE_RULE] if self.mode else [])
 
     def judged(self, chunk: ChunkObjects) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -105,7 +105,8 @@ class Judge:
         for family in spec.families:
             shape, relation = relation_for(family)
             mode = balance.mode_for(family, relation.holds is not None, isinstance(shape, Sets))
-            context = Context(spec, family, seed, relation.needs_metric)
+            needs = requirements(spec, relation.needs_metric, relation.needs_gravity, relation.lifted)
+            context = Context(spec, family, seed, tuple(needs))
             rules = rules_for(spec, family, shape, relation.whole_objects)
             self.families.append(FamilyJudge(family, shape, relation, rules, mode, context))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -33,11 +34,15 @@ DERIVED_COLUMNS: dict[str, str] = {
 IMAGE_COLUMNS: dict[str, str] = {
     "width": "image width in pixels",
     "height": "image height in pixels",
-    "fov_scale": "2·tan(horizontal field of view / 2): metres across the image per metre of depth",
+    "fov_scale": "width / fx = 2·tan(horizontal field of view / 2) of the image's camera: metres across the "
+                 "image per metre of depth",
+    "camera_source": "where the image's camera came from: annotation, records, exif, model or default",
+    "gravity_source": "where its gravity came from: annotation, floor_fit or none",
 }
 OBJECT_COLUMNS: dict[str, str] = {**{name: doc for name, (_, doc) in OBJECT_FIELDS.items() if name != "mask"},
                                   **DERIVED_COLUMNS}  # what relations and rules may read (a mask is pixels)
-IMAGE_OUTPUT = ("image_id", "image_uri", "perception", "depth_kind", "source_meta")  # carried into QA rows
+IMAGE_OUTPUT = ("image_id", "image_uri", "perception", "depth_kind", "source_meta",
+                "fx", "fy", "cx", "cy", "camera_source", "gravity_source")  # carried into QA rows
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,35 @@ class ChunkObjects:
     objects: pl.DataFrame
     object_rules: tuple[str, ...]
     memo: dict = field(default_factory=dict, compare=False)  # candidates shared by families of a chunk
+
+
+METRIC_RULE = "metric_depth"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a family's answers need of each object it names and its image (metric depth, a camera that is
+    not the default, gravity, 3D numbers), decided before the object rules: a tuple is charged to the
+    first requirement one of its objects fails. `test(prefix)` reads the object's columns with `prefix`
+    ('' on object rows, 'a_' on a tuple's first object) and its image's columns as they are."""
+
+    name: str
+    test: Callable[[str], pl.Expr]
+
+
+def requirements(spec: Spec, needs_metric: bool, needs_gravity: bool, lifted: tuple[str, ...]) -> list[Requirement]:
+    """A relation's requirements, in funnel order."""
+    out = []
+    if needs_metric:
+        out.append(Requirement(METRIC_RULE, lambda prefix: pl.col("metric")))
+    if (needs_metric or needs_gravity) and not spec.verify.allow_default_camera:
+        out.append(Requirement("default_camera", lambda prefix: pl.col("camera_source") != "default"))
+    if needs_gravity:
+        out.append(Requirement("no_gravity", lambda prefix: pl.col("gravity_source") != "none"))
+    if lifted:
+        out.append(Requirement("not_lifted", lambda prefix: pl.all_horizontal(
+            [pl.col(f"{prefix}{name}").is_not_null() for name in lifted])))
+    return out
 
 
 def object_rules(spec: Spec) -> list[tuple[str, pl.Expr]]:
@@ -92,14 +126,32 @@ def first_failing(rules: list[tuple[str, pl.Expr]]) -> pl.Expr:
     return code
 
 
+def with_camera(images: pl.DataFrame, spec: Spec) -> pl.DataFrame:
+    """Images with a camera each: the one perception recorded; a records table's own fx, fy, cx, cy
+    (`records`, when the spec's `objects.camera` lists it); else the default camera of the spec's field
+    of view. Gravity that nothing recorded is `none`."""
+    c = pl.col
+    width, height = c("width").cast(pl.Float64), c("height").cast(pl.Float64)
+    focal = width / (2 * math.tan(math.radians(spec.objects.horizontal_fov_deg) / 2))
+    own = c("fx").is_not_null() & c("fy").is_not_null() & c("cx").is_not_null() & c("cy").is_not_null()
+    source = (pl.when(c("camera_source").is_not_null()).then(c("camera_source"))
+              .when(own & pl.lit("records" in spec.objects.camera)).then(pl.lit("records")).otherwise(pl.lit("default")))
+    images = images.with_columns(camera_source=source, gravity_source=c("gravity_source").fill_null("none"))
+    default = c("camera_source") == "default"
+    return images.with_columns(fx=pl.when(default).then(focal).otherwise(c("fx")),
+                               fy=pl.when(default).then(focal).otherwise(c("fy")),
+                               cx=pl.when(default).then(width / 2).otherwise(c("cx")),
+                               cy=pl.when(default).then(height / 2).otherwise(c("cy")))
+
+
 def chunk_objects(records: pl.DataFrame, spec: Spec) -> ChunkObjects:
     """Images and object rows of a chunk of records that were perceived (failed ones carry no objects)."""
-    frame = records.filter(pl.col("error").is_null()).with_row_index("img")
+    frame = with_camera(records.filter(pl.col("error").is_null()).with_row_index("img"), spec)
     images = frame.select("img", *IMAGE_FIELDS).with_columns(key=image_keys(frame["image_id"]))
     c = pl.col
     w, h = c("width").cast(pl.Float64), c("height").cast(pl.Float64)
-    objects = (frame.select("img", "width", "height", "depth_kind", "objects").explode("objects")
-               .drop_nulls("objects").unnest("objects"))
+    objects = (frame.select("img", "width", "height", "depth_kind", "fx", "camera_source", "gravity_source", "objects")
+               .explode("objects").drop_nulls("objects").unnest("objects"))
     objects = objects.with_columns(  # idx is the object's position in its image's list, whatever a table says
         idx=pl.Series(within_group_index(objects["img"].to_numpy()), dtype=pl.Int64),
         key=images["key"].gather(objects["img"]),
@@ -107,9 +159,9 @@ def chunk_objects(records: pl.DataFrame, spec: Spec) -> ChunkObjects:
         area=(c("x2") - c("x1")) * (c("y2") - c("y1")),
         truncated=(c("x1") * w < TRUNCATION_PX) | (c("y1") * h < TRUNCATION_PX)
         | ((1 - c("x2")) * w < TRUNCATION_PX) | ((1 - c("y2")) * h < TRUNCATION_PX),
-        fov_scale=pl.lit(2 * math.tan(math.radians(spec.objects.horizontal_fov_deg) / 2)),
+        fov_scale=w / c("fx"),
         metric=c("depth_kind") == "metric",
-    ).drop("depth_kind")
+    ).drop("depth_kind", "fx")
     label_code = c("label").cast(pl.Categorical).to_physical().cast(pl.UInt64)
     objects = objects.with_columns(
         label_count=pl.len().over(c("img").cast(pl.UInt64) * (1 << 32) + label_code).cast(pl.Int64))

@@ -20,13 +20,12 @@ import numpy as np
 import polars as pl
 
 from forge.judge.hashing import add_hash, salt
-from forge.judge.objects import IMAGE_COLUMNS, OBJECT_COLUMNS, ChunkObjects, within_group_index
+from forge.judge.objects import IMAGE_COLUMNS, OBJECT_COLUMNS, ChunkObjects, Requirement, within_group_index
 from forge.judge.relations.base import iou
 from forge.spec.schema import Family, Spec
 
 SIDES = "abc"
 BOX = ("x1", "y1", "x2", "y2")
-METRIC_RULE = "metric_depth"
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Context:
     spec: Spec
     family: Family
     seed: int
-    needs_metric: bool
+    requirements: tuple[Requirement, ...]  # what the relation needs of each named object (objects.requirements)
 
 
 def combinations(groups: np.ndarray, k: int) -> list[np.ndarray]:
@@ -93,7 +92,7 @@ class Shape(ABC):
         """What the candidates are, for `forge explain`."""
 
     @abstractmethod
-    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+    def rule_names(self, spec: Spec, requirements: tuple[Requirement, ...]) -> list[str]:
         """Rules decided while forming candidates, in funnel order."""
 
     @abstractmethod
@@ -144,28 +143,31 @@ class Tuples(Shape):
         what = {1: "every object (a)", 2: "every pair of objects (a, b)", 3: "every triple of objects (a, b, c)"}[self.arity]
         return f"{what} that passed the object rules, named in seeded order"
 
-    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+    def rule_names(self, spec: Spec, requirements: tuple[Requirement, ...]) -> list[str]:
         from forge.judge.objects import object_rules
 
-        return ([METRIC_RULE] if needs_metric else []) + [name for name, _ in object_rules(spec)]
+        return [r.name for r in requirements] + [name for name, _ in object_rules(spec)]
 
-    def _funnel(self, chunk: ChunkObjects, needs_metric: bool) -> dict[str, int]:
-        """Tuples charged to each object rule: per image, C(m_r, k) - C(m_r+1, k) where m_r counts
-        the objects whose first failing rule is r or later (passing objects rank last)."""
-        rules = len(chunk.object_rules)
+    def _funnel(self, chunk: ChunkObjects, requirements: tuple[Requirement, ...]) -> dict[str, int]:
+        """Tuples charged to each requirement and object rule: per image, C(m_r, k) - C(m_r+1, k) where
+        m_r counts the objects whose first failing requirement or rule is r or later (passing objects
+        rank last; requirements rank before the object rules)."""
+        rules, needs = len(chunk.object_rules), len(requirements)
         objects = chunk.objects
-        rank = np.where(objects["reject"].to_numpy() == 0, rules + 1, objects["reject"].to_numpy())
-        if needs_metric:
-            rank = np.where(objects["metric"].to_numpy(), rank, 0)
+        reject = objects["reject"].to_numpy()
+        rank = np.where(reject == 0, needs + rules, needs + reject - 1)
+        for position in range(needs - 1, -1, -1):  # the first requirement an object fails ranks it
+            met = objects.select(requirements[position].test("").fill_null(False)).to_series().to_numpy()
+            rank = np.where(met, rank, position)
         images = objects["img"].to_numpy()
-        table = np.zeros((int(images.max()) + 1 if images.size else 0, rules + 2), dtype=np.int64)
+        table = np.zeros((int(images.max()) + 1 if images.size else 0, needs + rules + 1), dtype=np.int64)
         np.add.at(table, (images, rank), 1)
         at_least = np.cumsum(table[:, ::-1], axis=1)[:, ::-1]  # at_least[:, r] = objects ranked r or later
         subsets = _subsets(at_least, self.arity).sum(axis=0)
         charged = subsets[:-1] - subsets[1:]
-        names = [METRIC_RULE, *chunk.object_rules]
+        names = [*(r.name for r in requirements), *chunk.object_rules]
         counts = {"considered": int(subsets[0])}
-        counts.update({name: int(charged[r]) for r, name in enumerate(names) if r or needs_metric})
+        counts.update({name: int(charged[r]) for r, name in enumerate(names)})
         return counts
 
     def _tuples(self, chunk: ChunkObjects, seed: int) -> pl.DataFrame:
@@ -193,7 +195,10 @@ class Tuples(Shape):
 
     def candidates(self, chunk: ChunkObjects, ctx: Context) -> tuple[pl.DataFrame, dict[str, int]]:
         tuples = self._tuples(chunk, ctx.seed)
-        return (tuples.filter(pl.col("metric")) if ctx.needs_metric else tuples), self._funnel(chunk, ctx.needs_metric)
+        if ctx.requirements:
+            tuples = tuples.filter(pl.all_horizontal([r.test(f"{side}_").fill_null(False)
+                                                      for r in ctx.requirements for side in self.sides]))
+        return tuples, self._funnel(chunk, ctx.requirements)
 
     def rules(self, family: Family) -> list[tuple[str, pl.Expr]]:
         return []
@@ -241,7 +246,7 @@ class Sets(Shape):
     def describe(self) -> str:
         return "one set per image of the objects that passed the object rules, seeded order and size"
 
-    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+    def rule_names(self, spec: Spec, requirements: tuple[Requirement, ...]) -> list[str]:
         return []
 
     def candidates(self, chunk: ChunkObjects, ctx: Context) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -305,7 +310,7 @@ class Groups(Shape):
     def describe(self) -> str:
         return "one group per image and label of the detections scored at least verify.min_score"
 
-    def rule_names(self, spec: Spec, needs_metric: bool) -> list[str]:
+    def rule_names(self, spec: Spec, requirements: tuple[Requirement, ...]) -> list[str]:
         return []
 
     def candidates(self, chunk: ChunkObjects, ctx: Context) -> tuple[pl.DataFrame, dict[str, int]]:

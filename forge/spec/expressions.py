@@ -25,13 +25,14 @@ from forge.judge.objects import IMAGE_COLUMNS, OBJECT_COLUMNS
 SIDES = "abc"
 BOOL, NUMBER, TEXT, NULL = "boolean", "number", "text", "null"
 _KIND_OF_OBJECT_COLUMN = {"label": TEXT, "depth_source": TEXT, "truncated": BOOL}
+_KIND_OF_IMAGE_COLUMN = {"camera_source": TEXT, "gravity_source": TEXT}
 
 
 def columns_for(arity: int) -> dict[str, str]:
     """Columns an expression may use in a family reading `arity` objects, with their kinds."""
     columns = {f"{side}_{name}": _KIND_OF_OBJECT_COLUMN.get(name, NUMBER)
                for side in SIDES[:arity] for name in OBJECT_COLUMNS}
-    return columns | {name: NUMBER for name in IMAGE_COLUMNS}
+    return columns | {name: _KIND_OF_IMAGE_COLUMN.get(name, NUMBER) for name in IMAGE_COLUMNS}
 
 
 def _unary(method: Callable[[pl.Expr], pl.Expr], argument: str = NUMBER, result: str = NUMBER):

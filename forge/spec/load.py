@@ -193,6 +193,53 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
         _source_problem(problems, lambda: check(source, base))
 
 
+def _check_geometry(spec: Spec, base: Path, problems: _Problems) -> None:
+    """Refuse what would make metric or gravity answers from nothing: a metric family over relative depth,
+    a camera asked of a depth model that predicts none, records without cameras or 3D numbers."""
+    from forge.perception.model_config import depth_traits, read_config
+    from forge.perception.records import CAMERA_FIELDS, LIFTED_FIELDS
+
+    needs = [(f, relation_for(f)[1]) for f in spec.families if not isinstance(f.relation, CustomRelation)]
+    metric = [f.name for f, r in needs if r.needs_metric]
+    geometric = [f.name for f, r in needs if r.needs_metric or r.needs_gravity]
+    perception, source = spec.perception, spec.source
+    traits = None
+    if isinstance(perception, ModelsPerception):
+        config = read_config(perception.depth.model, base)
+        traits = depth_traits(config) if config is not None else None
+        if traits is not None and traits.kind == "relative" and metric:
+            problems.add(("perception", "depth", "model"),
+                         f"{perception.depth.model} predicts relative depth, not metres; families {', '.join(metric)} answer in "
+                         "metres: use a metric depth model (DepthPro, a Depth Anything V2 metric checkpoint, ZoeDepth)")
+    if isinstance(source, AnnotationsSource) and source.depth_kind == "relative" and metric:
+        problems.add(("source", "depth_kind"), f"relative depth cannot answer in metres (families {', '.join(metric)}); "
+                                               "give metric depth maps or drop those families")
+    if "camera" in spec.objects.model_fields_set and "model" in spec.objects.camera:
+        if not isinstance(perception, ModelsPerception):
+            problems.add(("objects", "camera"), f"lists model, but perception {perception.kind} runs no depth model "
+                                                "that could predict a camera")
+        elif traits is not None and not traits.predicts_fov:
+            problems.add(("objects", "camera"), f"lists model, but {perception.depth.model} predicts no field of view; "
+                                                "use a depth model that does (DepthPro) or take the camera from "
+                                                "annotations or EXIF")
+    if isinstance(source, RecordsSource) and geometric:
+        from forge.perception.table import RecordTable
+
+        try:
+            absent = set(RecordTable.open(base / source.path).absent)
+        except ForgeError:
+            return  # the source check says what is wrong with the table
+        if set(CAMERA_FIELDS[:4]) <= absent and not spec.verify.allow_default_camera:
+            problems.add(("source", "path"), f"{base / source.path} has no camera columns (fx, fy, cx, cy) and families "
+                                             f"{', '.join(geometric)} need each image's camera: add them, or set "
+                                             "verify.allow_default_camera: true to use objects.horizontal_fov_deg")
+        missing = [name for name in LIFTED_FIELDS if name in absent]
+        if missing:
+            problems.add(("source", "path"), f"{base / source.path} has no 3D object columns ({', '.join(missing)}) and "
+                                             f"families {', '.join(geometric)} read objects lifted to 3D: write the "
+                                             "records with them (forge lifts objects where the depth map is)")
+
+
 def _source_problem(problems: _Problems, check: Callable[[], object]) -> None:
     """Run a source reader's own check; its error ("source.<key>: message") becomes a problem at that key."""
     try:
@@ -396,6 +443,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise SpecError(problems.items) from None
     _check_semantics(spec, problems)
     _check_paths(path, spec, problems)
+    _check_geometry(spec, path.parent, problems)
     spec = _resolve_vocabulary(spec, path.parent, problems)
     if problems.items:
         raise SpecError(problems.items)

@@ -33,6 +33,10 @@ class SyntheticSource(SourceBase):
     scene: Literal["cluttered", "easy"] = Field(
         "cluttered", description="cluttered: objects overlap, hide each other in part, repeat labels and cross the "
                                  "border, as in photos; easy: boxes never touch (the box statistic alone is exact)")
+    camera: Literal["fixed", "varied"] = Field(
+        "fixed", description="fixed: a level camera 1.5 m up with a 60 degree field of view; varied: per scene, a "
+                             "35 mm equivalent focal length of 12-55 mm (about 108-35 degrees), 1-2 m up, looking down "
+                             "5-25 degrees, rolled up to 6 degrees (the oracle of the metric and gravity families)")
 
     @field_validator("objects")
     @classmethod
@@ -44,7 +48,10 @@ class SyntheticSource(SourceBase):
 
 
 class AnnotationsSource(SourceBase):
-    """COCO-style instances JSON + a folder of images + a folder of depth maps (by file stem)."""
+    """COCO-style instances JSON + a folder of images + a folder of depth maps (by file stem). An image
+    entry may carry its camera (`K`, 3x3, or `fx`, `fy`, `cx`, `cy` in pixels) and its gravity
+    (`gravity`: the direction gravity pulls in camera coordinates, or `pitch` and `roll` in degrees;
+    with `camera_height` in metres)."""
 
     kind: Literal["annotations"]
     instances: str = Field(description="COCO instances JSON, relative to the spec file")
@@ -181,9 +188,23 @@ class ObjectsSpec(Model):
     depth_from: Literal["auto", "box_visible", "box"] = Field(
         "auto", description="which pixels: auto = the object's mask when it has one, else box_visible; box_visible = "
                             "its box minus the boxes of objects in front of it; box = the whole box")
+    camera: list[Literal["annotation", "records", "exif", "model"]] = Field(
+        ["annotation", "records", "exif", "model"], max_length=4,
+        description="where each image's camera comes from, first found first: the annotations' K, the records "
+                    "table's fx/fy/cx/cy, the photo's EXIF focal length, a depth model that predicts the field of "
+                    "view (DepthPro); else the default camera (horizontal_fov_deg)")
     horizontal_fov_deg: float = Field(
-        60.0, gt=1, lt=179, description="assumed horizontal field of view for back-projecting boxes to 3D"
+        60.0, gt=1, lt=179, description="the default camera's horizontal field of view, for images whose camera is "
+                                        "found nowhere in `camera` (metric and gravity families refuse it unless "
+                                        "verify.allow_default_camera)"
     )
+
+    @field_validator("camera")
+    @classmethod
+    def _distinct_sources(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a camera source twice: {value}")
+        return value
 
 
 class Rule(Model):
@@ -204,6 +225,9 @@ class VerifySpec(Model):
     flip_consistency: bool = Field(False, description="drop tuples whose depth order or left/right the mirrored image contradicts")
     max_depth_spread: Union[float, None] = Field(
         None, gt=0, description="drop objects whose depth_spread is above this (unreliable depth); null = off")
+    allow_default_camera: bool = Field(
+        False, description="let metric and gravity families answer from images whose camera is only the default "
+                           "(objects.horizontal_fov_deg); off: they are dropped by the `default_camera` rule")
     max_occlusion: Union[float, None] = Field(
         0.5, ge=0, le=1, description="drop objects whose depth is not from a mask and whose box is covered more than "
                                      "this by the boxes of objects in front of them; null = off")
@@ -247,8 +271,9 @@ class Balance(Model):
 class Family(Model):
     name: Identifier
     relation: Union[
-        Literal["grounding", "referring", "size", "depth_order", "left_right", "above_below", "wider", "distance",
-                "perspective_side", "perspective_view", "depth_extreme", "counting"],
+        Literal["grounding", "referring", "size", "depth_order", "left_right", "above_below", "wider", "taller",
+                "distance", "horizontal_distance", "vertical_distance", "perspective_side", "perspective_view",
+                "depth_extreme", "counting"],
         CustomRelation,
     ]
     min_margin: float = Field(ge=0)

@@ -1,5 +1,6 @@
-"""The relation record and the geometry relations share (boxes on [0, 1000], back-projection), as
-Polars expressions over the columns of the objects a question names (a_*, b_*, c_*)."""
+"""The relation record and the geometry relations share (boxes on [0, 1000], positions on the floor), as
+Polars expressions over the columns of the objects a question names (a_*, b_*, c_*). 3D geometry reads
+the numbers perception lifted from each object's pixels with its image's camera (`perception/lifting.py`)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ class Relation:
     values: dict[str, pl.Expr] = field(default_factory=dict)
     positions: dict[str, pl.Expr] = field(default_factory=dict)
     max_margin: float = math.inf
-    needs_metric: bool = False
-    whole_objects: bool = False  # reads a box's extent or centre, which a nearer object hiding part of it shifts
+    needs_metric: bool = False  # answers in metres: metric depth and a real camera
+    needs_gravity: bool = False  # reads the gravity frame (heights, the floor): the image needs gravity and a real camera
+    lifted: tuple[str, ...] = ()  # lifted object columns it reads: an object without them is not asked about
+    whole_objects: bool = False  # reads an extent or centre, which a nearer object hiding part of it shifts
     checks: tuple[str, ...] = ()  # values that decide the answer beside holds/positions (calibration compares them)
+    measures: dict[str, pl.Expr] = field(default_factory=dict)  # an answer's numbers in metres (calibration: their error)
 
     def decision(self) -> list[pl.Expr]:
         """What the answer is decided by: holds, the positions of multiple-choice answers and the
@@ -52,32 +56,19 @@ def point_text(side: str) -> pl.Expr:
     return pl.concat_str([pl.lit("("), grid(col(f"{side}_cx")), pl.lit(","), grid(col(f"{side}_cy")), pl.lit(")")])
 
 
-def tenths(value: pl.Expr) -> pl.Expr:
-    """A non-negative number rounded to 0.1 as text, e.g. '2.3' or '0.8'."""
-    count = (value * 10).round(0).cast(pl.Int64)
-    return pl.concat_str([(count // 10).cast(pl.String), pl.lit("."), (count % 10).cast(pl.String)])
+def metres(value: pl.Expr) -> pl.Expr:
+    """A non-negative length as text: to the centimetre below one metre ('0.35'), to 0.1 m above ('2.3'),
+    so that rounding costs at most about 2.5% of anything 0.2 m or longer."""
+    cents = (value * 100).round(0).cast(pl.Int64)
+    tenth = (value * 10).round(0).cast(pl.Int64)
+    small = pl.concat_str([pl.lit("0."), (cents % 100).cast(pl.String).str.zfill(2)])
+    large = pl.concat_str([(tenth // 10).cast(pl.String), pl.lit("."), (tenth % 10).cast(pl.String)])
+    return pl.when(cents < 100).then(small).otherwise(large)
 
 
-def _aspect() -> pl.Expr:
-    return col("height").cast(pl.Float64) / col("width").cast(pl.Float64)
-
-
-def lateral(side: str) -> pl.Expr:
-    """Camera-frame x (right) of the box centre at the object's depth, via the assumed focal length."""
-    return (col(f"{side}_cx") - 0.5) * col(f"{side}_depth") * col("fov_scale")
-
-
-def vertical(side: str) -> pl.Expr:
-    """Camera-frame y (down) of the box centre at the object's depth."""
-    return (col(f"{side}_cy") - 0.5) * col(f"{side}_depth") * col("fov_scale") * _aspect()
-
-
-def real_width(side: str) -> pl.Expr:
-    return col(f"{side}_w") * col(f"{side}_depth") * col("fov_scale")
-
-
-def real_height(side: str) -> pl.Expr:
-    return col(f"{side}_h") * col(f"{side}_depth") * col("fov_scale") * _aspect()
+def difference(first: str, second: str, columns: tuple[str, ...]) -> pl.Expr:
+    """Euclidean norm of the difference of two sides' `columns` (a 3D or floor-plane distance)."""
+    return pl.sum_horizontal([(col(f"{first}_{c}") - col(f"{second}_{c}")) ** 2 for c in columns]).sqrt()
 
 
 def relative_gap(a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -85,15 +76,19 @@ def relative_gap(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return (a - b).abs() / pl.min_horizontal(a, b)
 
 
+FLOOR = ("across", "along")  # an object's position on the floor plane, in the gravity frame
+
+
 def side_of(origin: str, facing: tuple[pl.Expr, pl.Expr], target: str) -> tuple[pl.Expr, pl.Expr]:
     """(is `target` on the left, |sin| of its angle off the facing line) for an observer at `origin`.
 
-    Ground plane (x right, z away from the camera) seen from above: with facing d and target
-    offset v, the target is on the left when cross(d, v) = dx·vz − dz·vx > 0.
+    The floor seen from above, in the gravity frame (x across the view to the right, z along it away
+    from the camera, which stands at the origin): with facing d and target offset v, the target is
+    on the left when cross(d, v) = dx·vz − dz·vx > 0.
     """
     dx, dz = facing
-    vx = lateral(target) - lateral(origin)
-    vz = col(f"{target}_depth") - col(f"{origin}_depth")
+    vx = col(f"{target}_across") - col(f"{origin}_across")
+    vz = col(f"{target}_along") - col(f"{origin}_along")
     cross = dx * vz - dz * vx
     norms = (dx * dx + dz * dz).sqrt() * (vx * vx + vz * vz).sqrt()
     return cross > 0, (cross / norms).abs()

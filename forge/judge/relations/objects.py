@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import polars as pl
 
-from forge.judge.relations.base import Relation, box_text, point_text, real_height, real_width, tenths
+from forge.judge.relations.base import Relation, box_text, metres, point_text
 
 _GROUNDING = Relation(
     margin=pl.col("a_score"),
@@ -20,11 +20,14 @@ OBJECT_RELATIONS: dict[str, Relation] = {
     # the same geometry asked the other way round: the box or point is given, the label answered
     "referring": replace(_GROUNDING, meaning="name the object at a box or point; same values as grounding"),
     "size": Relation(
-        margin=pl.lit(1.0),
-        values={"width": tenths(real_width("a")), "height": tenths(real_height("a"))},
-        max_margin=1.0,
+        margin=pl.min_horizontal(pl.col("a_width3d"), pl.col("a_height3d")),
+        values={"width": metres(pl.col("a_width3d")), "height": metres(pl.col("a_height3d"))},
+        measures={"width": pl.col("a_width3d"), "height": pl.col("a_height3d")},
         needs_metric=True,
+        needs_gravity=True,
+        lifted=("width3d", "height3d"),
         whole_objects=True,
-        meaning="metric width/height of an object's box at its depth, in metres to 0.1 ({width}, {height}); metric depth only",
+        meaning="an object's width (across the view) and height (along gravity) in metres ({width}, {height}; centimetres below 1 m, else 0.1 m), "
+                "lifted from its pixels; margin = the smaller of the two, in metres",
     ),
 }
