@@ -2,10 +2,10 @@
 
 Fabricates perception records for N images with a fixed seed (3-12 objects per image, labels from
 a 40-word vocabulary with Zipf-like repeats, boxes that overlap and cross the border, detector-like
-scores, metric depth) as Parquet, then measures, each in its own process (wall time, peak RSS):
+scores, metric depth, a camera and gravity per image, objects lifted to 3D) as Parquet, then measures, each in its own process (wall time, peak RSS):
 
 (a) `forge build` of specs/depth_order.yaml from those records, and of every family in
-    specs/families/ together (one spec holding all twelve families);
+    specs/families/ together (one spec holding every family);
 (b) the same depth_order logic as a straightforward per-row Python program: loops over images and
     pairs, the same rules, margins, naming order, templates, balancing and row ids;
 (c) the same logic as one hand-written Polars query.
@@ -57,14 +57,30 @@ def fabricate_group(start: int, count: int, seed: int):
     y1, y2 = np.clip(cy - h / 2, 0, 1), np.clip(cy + h / 2, 0, 1)
     offsets = np.concatenate([[0], np.cumsum(per_image)]).astype(np.int32)
     no_value = pa.nulls(total, pa.float64())
+    depth = np.exp(rng.uniform(np.log(0.8), np.log(25.0), total))
+    # a camera per image (a 40-100 degree lens, looking down 0-20 degrees, 1.5 m up) and the objects lifted
+    # with it, as perception records them: centroids at the box centres' depth, extents from the boxes
+    fov = rng.uniform(40.0, 100.0, count)
+    pitch = np.radians(rng.uniform(0.0, 20.0, count))
+    focal = 640 / (2 * np.tan(np.radians(fov) / 2))
+    up = np.stack([np.zeros(count), -np.cos(pitch), -np.sin(pitch)], axis=1)
+    f, u = np.repeat(focal, per_image), np.repeat(up, per_image, axis=0)
+    centre = np.stack([(cx - 0.5) * 640 * depth / f, (cy - 0.5) * 480 * depth / f, depth], axis=1)
+    along_axis = np.stack([np.zeros(total), -u[:, 2] * u[:, 1], 1 - u[:, 2] ** 2], axis=1)
+    along_axis /= np.linalg.norm(along_axis, axis=1, keepdims=True)
+    elevation = (centre * u).sum(axis=1) + 1.5
+    height3d = (y2 - y1) * 480 * depth / f
+    lifted = {"x3d": centre[:, 0], "y3d": centre[:, 1], "z3d": centre[:, 2], "across": centre[:, 0],
+              "along": (centre * along_axis).sum(axis=1), "elevation": elevation, "width3d": (x2 - x1) * 640 * depth / f,
+              "height3d": height3d, "bottom": elevation - height3d / 2, "top": elevation + height3d / 2}
     objects = pa.StructArray.from_arrays(
         [pa.array(np.arange(total) - np.repeat(offsets[:-1], per_image)),
          pa.array(np.array(VOCABULARY, dtype=object)[labels], pa.string()),
          pa.array(rng.uniform(0.3, 1.0, total)), pa.array(x1), pa.array(y1), pa.array(x2), pa.array(y2),
-         pa.array(np.exp(rng.uniform(np.log(0.8), np.log(25.0), total))), pa.array(rng.uniform(0, 0.4, total)),
-         no_value, no_value, no_value],
+         pa.array(depth), pa.array(rng.uniform(0, 0.4, total)), no_value, no_value, no_value,
+         *[pa.array(values) for values in lifted.values()], pa.array(np.full(total, 200, np.int64))],
         names=["idx", "label", "score", "x1", "y1", "x2", "y2", "depth", "depth_spread", "depth_check", "flip_depth",
-               "flip_cx"])
+               "flip_cx", *lifted, "points3d"])
     ids = range(start, start + count)
     return pa.table({
         "image_id": [hashlib.sha256(f"{seed}/{i}".encode()).hexdigest()[:32] for i in ids],
@@ -74,6 +90,10 @@ def fabricate_group(start: int, count: int, seed: int):
         "depth_kind": ["metric"] * count,
         "perception": ["fabricated"] * count,
         "error": pa.nulls(count, pa.string()),
+        "fx": pa.array(focal), "fy": pa.array(focal), "cx": pa.array(np.full(count, 320.0)),
+        "cy": pa.array(np.full(count, 240.0)), "up_x": pa.array(up[:, 0]), "up_y": pa.array(up[:, 1]),
+        "up_z": pa.array(up[:, 2]), "camera_height": pa.array(np.full(count, 1.5)),
+        "gravity_source": ["floor_fit"] * count,
         "objects": pa.ListArray.from_arrays(pa.array(offsets), objects),
     })
 

@@ -85,6 +85,10 @@ def chunk(rng: np.random.Generator, start: int, size: int) -> pa.Table:
         "seed": pa.array(np.zeros(size, np.int64)),
         "source_dataset": pa.array(np.array(["openimages", "objects365"])[rng.integers(0, 2, size)]),
         "source_meta": pa.array(np.array(['{"license": "cc-by-2.0"}', '{"license": "cc-by-nc-2.0"}'])[rng.integers(0, 2, size)]),
+        "fx": pa.array(np.full(size, 554.3)), "fy": pa.array(np.full(size, 554.3)), "cx": pa.array(np.full(size, 320.0)),
+        "cy": pa.array(np.full(size, 240.0)),
+        "camera_source": pa.array(np.array(["exif", "default"])[rng.integers(0, 2, size)]),
+        "gravity_source": pa.array(np.array(["floor_fit", "none"])[rng.integers(0, 2, size)]),
     }).cast(QA_SCHEMA)
 
 

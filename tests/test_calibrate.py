@@ -27,7 +27,7 @@ SCENES = 120
 @pytest.fixture(scope="module")
 def truth(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("calibrate")
-    scenes = make_dataset(root / "truth", "png16_mm", masks=True, count=SCENES)
+    scenes = make_dataset(root / "truth", "png16_mm", masks=True, count=SCENES, intrinsics="K")
     return root, scenes
 
 
@@ -56,7 +56,11 @@ def _calibrate(root: Path, spec: Path, *args: str) -> tuple[str, dict]:
     curves: dict = {}
     with (out / "calibration.csv").open() as file:
         for row in csv.DictReader(file):
-            curves.setdefault(row["family"], {})[float(row["min_margin"])] = (int(row["kept"]), int(row["wrong"]))
+            if row["wrong"]:  # a comparative family: answers right or wrong
+                curves.setdefault(row["family"], {})[float(row["min_margin"])] = (int(row["kept"]), int(row["wrong"]))
+            else:  # a family answering in metres: the median and 90th percentile relative error of what it keeps
+                errors = tuple(float(row[k]) if row[k] else None for k in ("median_error", "p90_error"))
+                curves.setdefault(row["family"], {})[float(row["min_margin"])] = (int(row["kept"]), errors)
     return result.stdout, curves
 
 
@@ -69,12 +73,16 @@ def test_perception_equal_to_the_truth_is_never_wrong(truth):
     root, _ = truth
     every = _families("depth_order", "layout", "depth_extreme", "counting", "perspective", "grounding", "metric")
     output, curves = _calibrate(root, _spec(root, "auto", "masks.yaml", every))
+    metric = {"distance", "horizontal_distance", "vertical_distance", "size"}
     assert set(curves) == {"depth_order", "left_right", "above_below", "depth_extreme", "counting", "perspective_side",
-                           "perspective_view", "grounding", "wider"}
-    assert "distance: not calibrated: its answers are measurements in metres" in output
+                           "perspective_view", "grounding", "wider", "taller"} | metric
     for family, curve in curves.items():
         assert curve[0.0][0] > 5, family  # candidates are checked
-        assert all(wrong == 0 for _, wrong in curve.values()), family
+        if family in metric:  # the truth's own numbers: no error at all
+            assert all(errors == (0.0, 0.0) for kept, errors in curve.values() if kept), family
+        else:
+            assert all(wrong == 0 for _, wrong in curve.values()), family
+    assert "distance: " in output and "answers in metres pass every rule but min_margin (metres)" in output
     assert "100% of the objects they name match a true object" in output
     assert set(_proposed(output).values()) == {0.0}
 

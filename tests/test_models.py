@@ -135,9 +135,10 @@ def test_relative_depth_is_inverted_and_stored_small(models):
     reference = DPTImageProcessorPil.from_pretrained(depth)(images=[prepared], do_resize=False, return_tensors="pt")
     with torch.inference_mode():
         raw = model.model(pixel_values=reference["pixel_values"]).predicted_depth.float().numpy()[0]
-    distance = model.predict(prepared[None]).numpy()[0]
+    distance = model.predict(prepared[None])[0].numpy()[0]
     np.testing.assert_allclose(distance, 1.0 / np.clip(raw, 1e-6, None), rtol=1e-4)
-    [stored] = model(prepared[None], [(160, 120)])
+    [stored], [fov] = model(prepared[None], [(160, 120)])
+    assert fov is None and model.kind == "relative"  # Depth Anything relative: no field of view, no metres
     assert stored.dtype == np.float16 and stored.shape == stored_shape(160, 120) == (120, 160)
     assert stored_shape(4000, 3000) == (192, 256)
     assert np.isfinite(stored).all() and (stored > 0).all()

@@ -123,3 +123,32 @@ def save_tiny_sam(folder: Path, seed: int = 0) -> Path:
                                   mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
     SamProcessor(image_processor=images).save_pretrained(folder)
     return folder
+
+
+def save_tiny_depth_pro(folder: Path, seed: int = 0) -> Path:
+    """A tiny DepthPro with its field-of-view head (metric depth and a camera in one pass), and the
+    settings its torchvision-only processor saves (written by hand: no torchvision here)."""
+    from transformers import DepthProConfig, DepthProForDepthEstimation
+
+    torch.manual_seed(seed)
+    dino = dict(model_type="dinov2", hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                patch_size=8, image_size=32)
+    config = DepthProConfig(fusion_hidden_size=16, patch_size=32, intermediate_hook_ids=[1, 0], intermediate_feature_dims=[8, 8],
+                            scaled_images_ratios=[0.5, 1.0], scaled_images_overlap_ratios=[0.0, 0.25],
+                            scaled_images_feature_dims=[8, 8], merge_padding_value=1, use_fov_model=True,
+                            num_fov_head_layers=1, image_model_config=dict(dino), patch_model_config=dict(dino),
+                            fov_model_config=dict(dino))
+    model = DepthProForDepthEstimation(config)
+    with torch.no_grad():
+        # random heads give a field of view anywhere and inverse depth in the thousands: centre them on a
+        # plausible lens (~70 degrees, varying with the image) and on inverse depths of ~0.1 (metres away)
+        model.fov_model.head.layers[2].weight.mul_(3)
+        model.fov_model.head.layers[2].bias.fill_(70.0)
+        model.head.layers[4].weight.mul_(2e-3)
+        model.head.layers[4].bias.fill_(0.1)
+    model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "DepthProImageProcessor", "do_resize": True, "size": {"height": 64, "width": 64},
+        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5]}))
+    return folder

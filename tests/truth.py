@@ -42,3 +42,30 @@ def eligible_pairs(uri: str, min_area: float, scene=None) -> dict[frozenset, dic
                 "width": width,
             }
     return pairs
+
+
+METRIC_FAMILIES = ("distance", "horizontal_distance", "vertical_distance", "size")
+SIZE_WORDS = ("wide", "width")  # a size question about the width names one of these; about the height, neither
+
+
+def metric_truth(family: str, question: str, objects: list) -> float:
+    """The true value of a metric answer about scene objects (`SceneObject`s, in the order the question
+    names them), in metres: distances between the centres of their 3D boxes, on the floor or along
+    gravity, or an object's width or height."""
+    if family == "size":
+        [obj] = objects
+        return obj.width if any(word in question for word in SIZE_WORDS) else obj.height
+    a, b = (o.centre for o in objects)  # world frame: x right, y down (gravity), z forward along the floor
+    if family == "distance":
+        return float(((a - b) ** 2).sum() ** 0.5)
+    if family == "horizontal_distance":
+        return float(((a[0] - b[0]) ** 2 + (a[2] - b[2]) ** 2) ** 0.5)
+    if family == "vertical_distance":
+        return float(abs(a[1] - b[1]))
+    raise ValueError(family)
+
+
+def real_comparison(family: str, objects: list) -> tuple[bool, float]:
+    """(whether a is larger than b, how many times larger the larger one is) for taller and wider."""
+    a, b = ((o.height if family == "taller" else o.width) for o in objects)
+    return a > b, max(a, b) / min(a, b)
