@@ -24,10 +24,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from forge.perception.depth_stats import measure  # noqa: E402
+from forge.perception.depth_stats import BoxLayout, measure  # noqa: E402
 from forge.perception.gravity import fit_floor  # noqa: E402
 from forge.perception.lifting import lift  # noqa: E402
-from forge.perception.records import objects_area  # noqa: E402
 from forge.perception.synthetic_scene import render_scene  # noqa: E402
 
 
@@ -63,7 +62,7 @@ def main() -> None:
                 start = time.perf_counter()
                 measured, pixels = measure(depth, boxes, shown, 10.0, "auto")
                 middle = time.perf_counter()
-                gravity = fit_floor(depth, intrinsics, objects_area(boxes, depth.shape))
+                gravity = fit_floor(depth, intrinsics, BoxLayout(boxes, depth.shape).covered())
                 fitted = time.perf_counter()
                 fronts = np.array([m["depth"] if m["depth"] is not None else np.nan for m in measured])
                 lift(depth, intrinsics, *pixels, fronts, np.array([m["depth_source"] == "mask" for m in measured]), gravity)

@@ -28,6 +28,7 @@ from forge.judge import DEFAULT_CHUNK_SIZE, balance
 from forge.judge.chunk import Judge
 from forge.judge.driver import COUNT, WRITE, ChunkPlan, here, run_pass
 from forge.judge.verify import funnel_lines
+from forge.perception.depth_stats import MAX_OBJECTS
 from forge.perception.model_perceiver import ModelPerceiver, ModelRunStats
 from forge.perception.perceivers import Perceiver, perceiver_for
 from forge.perception.tasks import RunOptions, tasks_of
@@ -54,6 +55,7 @@ class BuildReport:
     images_failed: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     objects: int = 0
+    over_cap: int = 0  # objects left out of crowded images (more than depth_stats.MAX_OBJECTS)
     chunks: int = 0
     resumed: dict[str, int] = field(default_factory=dict)  # chunks perceived/counted/written by an interrupted run
     workers: set[str] = field(default_factory=set)  # host:pid of the processes that judged the chunks
@@ -69,7 +71,8 @@ class BuildReport:
         failed = sum(self.images_failed.values())
         out = [f"forge build {self.spec_name} (spec {self.spec_hash}, seed {self.seed})",
                f"  images        {self.images} read, {failed} skipped, {self.duplicates} duplicates",
-               f"  objects       {self.objects}",
+               f"  objects       {self.objects}" + (f" ({self.over_cap} more left out: images with over {MAX_OBJECTS} "
+                                                    "objects keep their best scored)" if self.over_cap else ""),
                f"  chunks        {self.chunks} of up to {self.chunk_size} images, judged by {len(self.workers)} "
                f"worker process{'es' if len(self.workers) != 1 else ''}"
                + (f"{'' if here() in self.workers else ' (none of them this one)'}")]
@@ -174,6 +177,7 @@ def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> list[tuple
         report.images += counted["images"]
         report.workers.add(counted["worker"])
         report.objects += counted["objects"]
+        report.over_cap += counted["over_cap"]
         for uri, reason in counted["failures"]:
             failures.append((uri, reason))
             report.images_failed[reason] = report.images_failed.get(reason, 0) + 1
@@ -311,9 +315,7 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         store = Store(db)  # only once the inputs are known to be readable
         key = _build_key(loaded, seed, limit, chunk_size, options, table, perceiver)
     with store.build_lock(spec.name, echo):  # builds into one database run one at a time
-        if not resume:
-            Staging.open(store, spec.output.table, spec.name, key).discard(spec.output.table)
-        staging = Staging.open(store, spec.output.table, spec.name, key)
+        staging = Staging.open(store, spec.output.table, spec.name, key, resume)
         report = BuildReport(spec.name, loaded.spec_hash, seed, Path(db), spec.output.table, chunk_size, stages=stages)
         if isinstance(perceiver, ModelPerceiver):
             report.models = perceiver.stats

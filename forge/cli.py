@@ -12,10 +12,11 @@ from typing import Iterator
 
 import click
 
-from forge.errors import ForgeError, SpecError
+from forge.errors import ForgeError, SpecError, environment_problem
 from forge.judge import DEFAULT_CHUNK_SIZE
 
 USER_ERROR = 2
+ENVIRONMENT_ERROR = 1  # the machine (disk full, read-only, vanished folder), not the input
 TRAINING_FORMATS = ["llava", "sharegpt", "openai", "qwen", "qwen2.5", "webdataset", "parquet", "jsonl"]  # forge.export
 QUERY_EXPORTS = [f for f in TRAINING_FORMATS if f != "parquet"]  # `forge query --format parquet` writes the result as is
 
@@ -32,6 +33,12 @@ def _user_errors(fn):
         except ForgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(USER_ERROR)
+        except Exception as exc:  # a full disk, a read-only or vanished folder: one line; anything else is a bug
+            problem = environment_problem(exc)
+            if problem is None:
+                raise
+            click.echo(f"error: {problem}", err=True)
+            sys.exit(ENVIRONMENT_ERROR)
 
     return wrapper
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Optional
 
 import lance
 import polars as pl
 import pyarrow as pa
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forge.errors import ForgeError
 from forge.query import run_query
+from forge.yaml_files import read_yaml_text
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_SPLITS = {"train": 0.9, "val": 0.05, "test": 0.05}
@@ -40,19 +43,39 @@ class Mix:
     splits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
 
 
+class _MixFile(BaseModel):
+    """A mix file's keys and their types; what `forge sample --mix` reads."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    n: Optional[int] = Field(None, ge=1, description="rows in all")
+    families: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description="family -> weight")
+    quotas: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, description="family -> rows")
+    stratify: list[str] = Field(default_factory=list, description="columns whose values each get an equal share")
+    where: Optional[str] = None
+    split: Optional[Literal["train", "val", "test"]] = None
+    splits: dict[Literal["train", "val", "test"], Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: dict(DEFAULT_SPLITS))
+
+
 def load_mix(path: Path) -> Mix:
-    """A mix file: {n, families: {name: weight}, quotas: {name: count}, stratify, where, split, splits}."""
+    """A mix file: {n, families: {name: weight}, quotas: {name: count}, stratify, where, split, splits};
+    ForgeError (one line naming the key and what it must be) when it is not one."""
+    data = yaml.safe_load(read_yaml_text(path, "mix file"))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ForgeError(f"{path}: a mix file is a YAML mapping with keys n, families, quotas, stratify, where, split, "
+                         "splits (see mixes/balanced.yaml)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ForgeError(f"{path}: cannot read mix file: {' '.join(str(exc).split())}") from None
-    unknown = set(data) - {"n", "families", "quotas", "stratify", "where", "split", "splits"}
-    if unknown:
-        raise ForgeError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (allowed: n, families, quotas, stratify, where, split, splits)")
-    return Mix(weights={str(k): float(v) for k, v in (data.get("families") or {}).items()},
-               quotas={str(k): int(v) for k, v in (data.get("quotas") or {}).items()},
-               n=data.get("n"), stratify=list(data.get("stratify") or []), where=data.get("where"),
-               split=data.get("split"), splits=dict(data.get("splits") or DEFAULT_SPLITS))
+        mix = _MixFile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        given = f", got {error['input']!r}" if "input" in error and error["type"] != "extra_forbidden" else ""
+        message = "unknown key (allowed: n, families, quotas, stratify, where, split, splits)" \
+            if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
+        raise ForgeError(f"{path}: {where}: {message}{given}") from None
+    return Mix(weights=dict(mix.families), quotas=dict(mix.quotas), n=mix.n, stratify=list(mix.stratify),
+               where=mix.where, split=mix.split, splits=dict(mix.splits))
 
 
 IMAGE_POSITION_SQL = "CAST('0x' || substr(image_id, 1, 8) AS UBIGINT)"

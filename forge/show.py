@@ -80,13 +80,16 @@ class DepthSource(BuildLookup):
         return None, f"no depth for perception {row['perception']!r}"
 
     def _annotated(self, row: dict) -> tuple[np.ndarray | None, str | None]:
-        from forge.perception.annotations import DEPTH_SUFFIX, load_depth
+        from forge.perception.annotations import depth_map_path, load_depth
 
         spec = self._spec(row["spec_name"])
         if spec is None:
             return None, f"no build of spec {row['spec_name']!r} recorded in {self.db} (table builds)"
         source = spec.spec.source
-        path = (spec.base_dir / source.depth / (Path(row["image_uri"]).stem + DEPTH_SUFFIX[source.depth_format]))
+        images = (spec.base_dir / source.images).resolve()
+        relative = Path(row["image_uri"]).relative_to(images) if Path(row["image_uri"]).is_relative_to(images) \
+            else Path(Path(row["image_uri"]).name)
+        path = depth_map_path(spec.base_dir / source.depth, str(relative), source.depth_format, unique_stem=True)
         try:
             return load_depth(path, source.depth_format), None
         except (OSError, ValueError) as exc:
@@ -188,11 +191,14 @@ class MaskSource(BuildLookup):
 
 
 def _picture_size(uri: str) -> tuple[int, int]:
-    from forge.sources.decoding import oriented_size
+    from forge.sources.decoding import UNREADABLE, oriented_size
     from forge.sources.reading import read
 
-    with Image.open(io.BytesIO(read(uri))) as img:
-        return oriented_size(img)
+    try:
+        with Image.open(io.BytesIO(read(uri))) as img:
+            return oriented_size(img)
+    except UNREADABLE as exc:
+        raise ForgeError(f"cannot read image {uri}: {exc} (moved or deleted since the build?)") from None
 
 
 def _by_box(row: dict, known: list[tuple[Box, np.ndarray | None]]) -> list[np.ndarray | None]:
@@ -212,12 +218,12 @@ def load_image(uri: str, size: int = THUMB_LONG_SIDE):
 
         scene = render_uri(uri)
         return Image.fromarray(scene.rgb), scene
-    from forge.sources.decoding import decode
+    from forge.sources.decoding import UNREADABLE, decode
     from forge.sources.reading import read
 
     try:
         image, _ = decode(read(uri), size)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except UNREADABLE as exc:
         raise ForgeError(f"cannot read image {uri}: {exc} (moved or deleted since the build?)") from None
     return image, None
 

@@ -44,6 +44,15 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
+def _png_short_chunk(img: Image.Image) -> bytes:
+    """A PNG whose IDAT chunk says it is shorter than it is: PIL then reads image data as the next chunk's
+    header and raises SyntaxError ("broken PNG file") as soon as the EXIF is looked for."""
+    data = bytearray(_png(img))
+    at = data.index(b"IDAT") - 4
+    data[at:at + 4] = struct.pack(">I", 10)
+    return bytes(data)
+
+
 def _rotated_jpeg() -> bytes:
     img = Image.new("RGB", (80, 40), (0, 0, 255))
     img.paste((255, 0, 0), (0, 0, 10, 10))  # red marker top-left
@@ -71,6 +80,7 @@ BAD = {
     "truncated.jpg": (lambda: _jpeg(scene(6))[:600], "cannot read image"),
     "truncated.png": (lambda: _png(scene(7))[:900], "cannot read image"),
     "not_an_image.png": (lambda: b"hello, I am a text file\n" * 20, "cannot read image"),
+    "short_idat.png": (lambda: _png_short_chunk(scene(8)), "cannot read image: broken PNG file"),
     "bomb.png": (lambda: _png_header_only(20_000, 20_000), "cannot read image: image too large to decode safely"),
 }
 
@@ -254,3 +264,44 @@ def test_url_reads_retry_transient_failures_only(tmp_path):
     finally:
         server.shutdown()
     assert requests == {"/flaky.jpg": 3, "/missing.jpg": 1, "/down.jpg": 3}
+
+
+def _corrupted(data: bytes, rng: np.random.Generator, kind: int) -> bytes:
+    out = bytearray(data)
+    if kind == 0:  # cut short
+        return bytes(out[: int(rng.integers(1, len(out)))])
+    if kind == 1:  # a few bytes overwritten
+        for at in rng.integers(0, len(out), int(rng.integers(1, 6))):
+            out[at] = int(rng.integers(0, 256))
+        return bytes(out)
+    at = int(rng.integers(0, len(out)))  # bytes inserted
+    return bytes(out[:at] + bytes(rng.integers(0, 256, int(rng.integers(1, 20)), dtype=np.uint8)) + out[at:])
+
+
+def test_every_way_pil_fails_on_a_corrupted_file_is_an_unreadable_image(tmp_path):
+    """Thousands of corrupted PNG, JPEG, WebP, TIFF, GIF and BMP files (cut short, overwritten, padded)
+    through identification and decoding: whatever PIL raises is one of `UNREADABLE` (what the build
+    records as a skipped image), never an exception that would stop a build."""
+    from forge.sources.decoding import UNREADABLE
+    from forge.sources.identity import _identify
+    from forge.sources.reading import Downloads
+
+    rng = np.random.default_rng(0)
+    tags = Image.Exif()
+    tags[0x0112], tags[0x8769] = 6, {0xA405: 28}
+    picture = scene(9)
+    failures: dict[str, int] = {}
+    for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "GIF", "BMP"):
+        buffer = io.BytesIO()
+        picture.save(buffer, fmt, **({"exif": tags} if fmt in ("PNG", "JPEG", "WEBP") else {}))
+        for trial in range(150):
+            data = _corrupted(buffer.getvalue(), rng, trial % 3)
+            path = tmp_path / f"fuzz.{fmt.lower()}"
+            path.write_bytes(data)
+            broken = _identify(str(path), Downloads(None))["error"] is not None  # never raises: an error is a value
+            try:
+                decode(data, 64)
+            except UNREADABLE:
+                broken = True
+            failures[fmt] = failures.get(fmt, 0) + broken
+    assert min(failures.values()) > 10, failures  # the corruptions do break files of every format

@@ -189,7 +189,7 @@ RAW_CASES = {
     "top-level list": ("- version: 1\n", r"a spec is a YAML mapping"),
     "empty file": ("", r"a spec is a YAML mapping"),
     "tab indentation": ("version: 1\nsource:\n\tkind: synthetic\n", r":3:\d+: YAML syntax error"),
-    "huge file": ("# padding\n" * 120_000, r"spec file is \d+ bytes; specs are limited to 1048576 bytes"),
+    "huge file": ("# padding\n" * 120_000, r"spec is \d+ bytes; a spec is limited to 1048576 bytes"),
 }
 
 

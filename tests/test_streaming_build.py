@@ -22,7 +22,7 @@ from conftest import REPO, demo_dict, read_table, write_spec
 from forge.build import run_build
 from forge.errors import ForgeError
 from forge.spec.load import load_spec
-from forge.staging import STAGING, Staging
+from forge.staging import SIDECAR, STAGING, Staging
 
 IMAGES = 3000
 
@@ -164,8 +164,9 @@ def _kill_when(command: list[str], ready, timeout: float = 240) -> None:
 
 
 def _staged(db: Path, kind: str) -> int:
-    """Files a build finished staging (not the hidden temporary files it is still writing)."""
-    return sum(1 for p in (db / STAGING).glob(f"*/{kind}/*") if not p.name.startswith("."))
+    """Files a build finished staging: those whose sidecar is written (not the hidden temporary files it is
+    still writing, nor the sidecars themselves)."""
+    return sum(1 for p in (db / STAGING).glob(f"*/{kind}/*{SIDECAR}") if not p.name.startswith("."))
 
 
 def test_a_build_killed_while_writing_leaves_the_old_table_and_resumes_its_finished_chunks(records, tmp_path):

@@ -88,6 +88,7 @@ class ChunkCount:
 
     images: int = 0
     objects: int = 0
+    over_cap: int = 0  # objects perception left out of crowded images
     failures: list[tuple[str, str]] = field(default_factory=list)
     funnel: dict[str, dict[str, int]] = field(default_factory=dict)  # "kept" = passed every rule
     cells: pl.DataFrame | None = None  # family, cell, bucket, rows
@@ -139,6 +140,7 @@ class Judge:
         chunk = self._objects(records)
         errors = records.filter(pl.col("error").is_not_null())
         out = ChunkCount(images=records.height, objects=chunk.objects.height,
+                         over_cap=int(chunk.images["objects_over_cap"].fill_null(0).sum()),
                          failures=list(zip(errors["image_uri"].to_list(), errors["error"].to_list())),
                          images_out=chunk.images.select("img", *IMAGE_OUTPUT))
         cells = []

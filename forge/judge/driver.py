@@ -84,7 +84,8 @@ class _Worker:
             for family, frame in {**counted.verified, "images": counted.images_out}.items():
                 staging.write("verified", chunk, lambda tmp, f=frame: f.write_ipc(tmp, compression="lz4"), part=family)
             staging.write_json("counted", chunk, {  # last: a chunk is counted once this file exists
-                "images": counted.images, "objects": counted.objects, "failures": counted.failures,
+                "images": counted.images, "objects": counted.objects, "over_cap": counted.over_cap,
+                "failures": counted.failures,
                 "funnel": counted.funnel, "worker": here()})
         else:
             parts = {f.name: pl.read_ipc(staging.path("verified", chunk, f.name)) for f in self.judge.families}

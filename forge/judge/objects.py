@@ -38,6 +38,7 @@ IMAGE_COLUMNS: dict[str, str] = {
                  "image per metre of depth",
     "camera_source": "where the image's camera came from: annotation, records, exif, model or default",
     "gravity_source": "where its gravity came from: annotation, floor_fit or none",
+    "objects_over_cap": "objects perception left out because the image had too many (0 for a scene, not a crowd)",
 }
 OBJECT_COLUMNS: dict[str, str] = {**{name: doc for name, (_, doc) in OBJECT_FIELDS.items() if name != "mask"},
                                   **DERIVED_COLUMNS}  # what relations and rules may read (a mask is pixels)
@@ -150,7 +151,8 @@ def chunk_objects(records: pl.DataFrame, spec: Spec) -> ChunkObjects:
     images = frame.select("img", *IMAGE_FIELDS).with_columns(key=image_keys(frame["image_id"]))
     c = pl.col
     w, h = c("width").cast(pl.Float64), c("height").cast(pl.Float64)
-    objects = (frame.select("img", "width", "height", "depth_kind", "fx", "camera_source", "gravity_source", "objects")
+    objects = (frame.select("img", "width", "height", "depth_kind", "fx", "camera_source", "gravity_source",
+                            c("objects_over_cap").fill_null(0), "objects")
                .explode("objects").drop_nulls("objects").unnest("objects"))
     objects = objects.with_columns(  # idx is the object's position in its image's list, whatever a table says
         idx=pl.Series(within_group_index(objects["img"].to_numpy()), dtype=pl.Int64),

@@ -335,7 +335,9 @@ class Groups(Shape):
         return groups, {"considered": groups.height}
 
     def rules(self, family: Family) -> list[tuple[str, pl.Expr]]:
-        return [("uncertain_detections", pl.col("uncertain") == 0),
+        # an image whose objects were capped (perception keeps the best scored) cannot say how many there are
+        return [("object_cap", pl.col("objects_over_cap") == 0),
+                ("uncertain_detections", pl.col("uncertain") == 0),
                 ("duplicates", pl.col("duplicate_iou") <= family.duplicate_iou),
                 ("max_count", pl.col("count") <= family.max_count)]
 

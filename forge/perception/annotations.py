@@ -23,7 +23,7 @@ from forge.perception.camera import Camera, choose, from_matrix, from_values
 from forge.perception.gravity import Gravity, from_pitch_roll, from_vector
 from forge.perception.masks import from_coco
 from forge.perception.records import PERCEIVED_TYPE, STREAM_BATCH, Detection, failed, image_record, measured_objects
-from forge.sources.decoding import check_size, oriented_size
+from forge.sources.decoding import UNREADABLE, check_size, oriented_size
 from forge.sources.exif import exif_focal
 from forge.sources.identity import content_id
 from forge.spec.schema import AnnotationsSource, ObjectsSpec
@@ -67,7 +67,10 @@ class _Problems:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number a pixel or a metre can be: JSON integers of any size arrive as Python ints."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) < 1e12 if isinstance(value, int) else math.isfinite(value) and abs(value) < 1e12
 
 
 def _inside(file_name: str) -> bool:
@@ -85,7 +88,9 @@ def read_instances(path: Path) -> list[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ForgeError(f"{path}: cannot read COCO instances JSON: {exc}") from None
+        raise ForgeError(f"{path}: cannot read COCO instances JSON: {' '.join(str(exc).split())[:200]}") from None
+    except RecursionError:
+        raise ForgeError(f"{path}: COCO instances JSON nested too deep to be an instances file") from None
     problems = _Problems(path)
     for key in ("images", "annotations", "categories"):
         if problems.value(data, key, list, "(top level)") is None:
@@ -93,10 +98,12 @@ def read_instances(path: Path) -> list[dict]:
     names: dict[int, str] = {}
     for i, cat in enumerate(data["categories"]):
         cat_id, name = problems.value(cat, "id", int, f"categories[{i}]"), problems.value(cat, "name", str, f"categories[{i}]")
+        if name is not None and not name.strip():
+            problems.add(f"categories[{i}].name", "is empty; every category needs the name questions will use")
         if cat_id in names:
             problems.add(f"categories[{i}].id", f"{cat_id!r} is used twice; give each category its own id")
         elif cat_id is not None and name is not None:
-            names[cat_id] = name
+            names[cat_id] = name.strip()
     images: dict[object, dict] = {}
     first: dict[object, int] = {}
     for i, img in enumerate(data["images"]):
@@ -143,11 +150,36 @@ def read_instances(path: Path) -> list[dict]:
             try:
                 mask = from_coco(ann["segmentation"], image["height"], image["width"])
             except (TypeError, ValueError, KeyError) as exc:
-                problems.add(f"{where}.segmentation", f"not COCO polygons or RLE ({exc})")
+                problems.add(f"{where}.segmentation", str(exc))
         image["annotations"].append({"label": names[category], "score": float(score), "bbox": [float(v) for v in bbox],
                                      "mask": mask})
     problems.raise_any()
+    stems: dict[str, int] = {}
+    for image in images.values():
+        stem = Path(image["file_name"]).stem
+        stems[stem] = stems.get(stem, 0) + 1
+    for image in images.values():  # a flat depth folder names maps by stem: only where no two images share one
+        image["unique_stem"] = stems[Path(image["file_name"]).stem] == 1
     return [images[k] for k in sorted(images, key=str)]
+
+
+def depth_map_path(depth_dir: Path, file_name: str, depth_format: str, unique_stem: bool) -> Path:
+    """Where the depth map of the image `file_name` (relative to the images folder) is: at the same relative
+    path under the depth folder (`x/scene.png` -> `depth/x/scene.npy`), or, for a flat depth folder, by the
+    image's stem alone when no other image shares it (`scene.png` beside `scene.jpg`, or `x/scene.png`
+    beside `y/scene.png`, must mirror the images' folders)."""
+    suffix = DEPTH_SUFFIX[depth_format]
+    mirrored = depth_dir / Path(file_name).with_suffix(suffix)
+    flat = depth_dir / (Path(file_name).stem + suffix)
+    return flat if unique_stem and not mirrored.exists() and flat.exists() else mirrored
+
+
+def inside(folder: Path, path: Path) -> bool:
+    """Whether `path`, links followed, lies inside `folder` (a link in a dataset must not read files elsewhere)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return False
 
 
 CAMERA_KEYS = ("fx", "fy", "cx", "cy")
@@ -223,8 +255,8 @@ def load_depth(path: Path, depth_format: str) -> np.ndarray:
     else:
         with Image.open(path) as img:
             depth = np.asarray(img, dtype=np.float64) / 1000.0
-    if depth.ndim != 2:
-        raise ValueError(f"depth map {path.name} has shape {depth.shape}, expected (height, width)")
+    if depth.ndim != 2 or depth.size == 0:
+        raise ValueError(f"depth map {path.name} has shape {depth.shape}, expected (height, width) with pixels")
     return depth.astype(np.float32)
 
 
@@ -239,23 +271,25 @@ class ReadAnnotated:
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
     def __call__(self, file_name: str, width: int, height: int, annotations: list, camera: list | None,
-                 up: list | None, camera_height: float | None) -> dict:
+                 up: list | None, camera_height: float | None, unique_stem: bool) -> dict:
         image_path = self.images_dir / file_name
         uri = str(image_path)
+        if not inside(self.images_dir, image_path):
+            return failed(uri, "annotations", f"cannot read image: it links outside the images folder {self.images_dir}")
         try:
             data = image_path.read_bytes()
             real, focal = _decoded(data)
-        except OSError as exc:
-            return failed(uri, "annotations", f"cannot read image: {exc.strerror or exc}")
-        except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            return failed(uri, "annotations", f"cannot read image: {exc}")
+        except UNREADABLE as exc:
+            return failed(uri, "annotations", f"cannot read image: {getattr(exc, 'strerror', None) or exc}")
         if not _same_shape(real, (width, height)):
             return failed(uri, "annotations", f"image is {real[0]}x{real[1]} (after EXIF orientation) but the instances "
                                               f"file says {width}x{height}: its boxes would not fit; fix width/height")
-        depth_path = self.depth_dir / (Path(file_name).stem + DEPTH_SUFFIX[self.source.depth_format])
+        depth_path = depth_map_path(self.depth_dir, file_name, self.source.depth_format, unique_stem)
         try:
+            if not inside(self.depth_dir, depth_path):
+                raise OSError(f"it links outside the depth folder {self.depth_dir}")
             depth = load_depth(depth_path, self.source.depth_format)
-        except (OSError, ValueError) as exc:
+        except UNREADABLE as exc:
             return failed(uri, "annotations", f"cannot read depth map: {depth_path}: {exc}")
         if not _same_shape((depth.shape[1], depth.shape[0]), real):
             return failed(uri, "annotations", f"depth map {depth_path.name} is {depth.shape[1]}x{depth.shape[0]}, another "
@@ -285,5 +319,5 @@ def perceive_annotations(source: AnnotationsSource, base_dir: Path, objects: Obj
                           "up": col("up").cast(DataType.list(DataType.float64())),
                           "camera_height": col("camera_height").cast(DataType.float64())})
     perceived = reader(col("file_name"), col("width").cast("int64"), col("height").cast("int64"), col("annotations"),
-                       col("camera"), col("up"), col("camera_height"))
+                       col("camera"), col("up"), col("camera_height"), col("unique_stem"))
     return df.select(perceived.alias("perceived")).select(col("perceived").unnest())

@@ -14,7 +14,6 @@ met again in a later window, or in a later build, be served from the cache inste
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from forge.progress import ProgressFactory, StageTimes, no_progress
 from forge.sources import Entry, listing
 from forge.sources.identity import KeySet, identify
 from forge.spec.load import LoadedSpec
+from forge.staging import write_checked
 from forge.spec.schema import IMAGE_SOURCES, ModelsPerception
 from forge.store import Store
 
@@ -146,9 +146,7 @@ class ModelPerceiver:
                 target = folder / f"{number:06d}.parquet"
                 if not target.exists():
                     index = self._window(entries, cache, have, stages, bar)
-                    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                    pq.write_table(index, tmp)
-                    os.replace(tmp, target)
+                    write_checked(target, lambda tmp, table=index: pq.write_table(table, tmp), folder.parent)
                 else:  # staged by an interrupted run of this build (same cache keys), which ran the models
                     readable = pl.read_parquet(target, columns=["image_id"])["image_id"].is_not_null().sum()
                     for name in self.keys:

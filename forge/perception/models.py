@@ -19,13 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 import daft
 import numpy as np
 from daft import DataFrame, DataType, Series, col
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from forge.perception.camera import Camera, choose
 from forge.perception.flip import flip_views
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
 from forge.perception.tasks import DEPTH_OUTPUTS, TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
-from forge.sources.decoding import decode
+from forge.sources.decoding import UNREADABLE, decode
 from forge.sources.identity import THREADS
 from forge.sources.reading import Downloads
 from forge.spec.schema import ModelsPerception, ObjectsSpec
@@ -63,7 +63,7 @@ class PrepareImages:
         empty = {f"{name}_input": None for name in TASKS}
         try:
             image, _ = decode(self.downloads.read(path), self.longest)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        except UNREADABLE as exc:
             return {"prepare_error": f"cannot decode image: {exc}", **empty}
         mirrored = ImageOps.mirror(image) if any(TASKS[name].mirrored for name in self.inputs) else None
         return {"prepare_error": None, **empty,

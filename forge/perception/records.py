@@ -14,7 +14,7 @@ import pyarrow as pa
 from daft import DataType
 
 from forge.perception.camera import Camera
-from forge.perception.depth_stats import measure, region
+from forge.perception.depth_stats import MAX_OBJECTS, BoxLayout, measure
 from forge.perception.gravity import NO_GRAVITY, Gravity, fit_floor
 from forge.perception.lifting import lift
 from forge.perception.masks import decode, resized
@@ -78,10 +78,12 @@ IMAGE_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "camera_height": (pa.float64(), "the camera's height above the floor (null: no floor known)"),
     "gravity_source": (pa.string(), "where gravity came from: annotation, floor_fit or none"),
     "floor_share": (pa.float64(), "the floor fit's inlier share of the background pixels (floor_fit only)"),
+    "objects_over_cap": (pa.int64(), f"objects left out because the image had more than {MAX_OBJECTS} (the lowest "
+                                     "scored): a crowd, not a scene; counting skips such images"),
 }
 CAMERA_FIELDS = ("fx", "fy", "cx", "cy", "camera_source")
 GRAVITY_FIELDS = ("up_x", "up_y", "up_z", "camera_height", "gravity_source", "floor_share")
-OPTIONAL_IMAGE_FIELDS = ("source_meta", *CAMERA_FIELDS, *GRAVITY_FIELDS)  # null where a table of records lacks them
+OPTIONAL_IMAGE_FIELDS = ("source_meta", *CAMERA_FIELDS, *GRAVITY_FIELDS, "objects_over_cap")  # null where a table of records lacks them
 OBJECT_STRUCT = pa.struct([pa.field(name, kind) for name, (kind, _) in OBJECT_FIELDS.items()])
 RECORD_SCHEMA = pa.schema([pa.field(name, kind) for name, (kind, _) in IMAGE_FIELDS.items()]
                           + [pa.field("objects", pa.list_(OBJECT_STRUCT))])
@@ -105,8 +107,13 @@ def measured_objects(detections: list[Detection], depth: np.ndarray, image_size:
     """The object records of one image and its geometry fields (camera and gravity): each detection with
     its depth statistics measured on `depth` (and on the second depth model's map `check`), jointly,
     since what is in front decides them, and lifted to 3D with `camera`. Gravity is `gravity` when the
-    source gives it, else the floor fitted on `depth` when `fit_gravity` (metric depth), else none."""
+    source gives it, else the floor fitted on `depth` when `fit_gravity` (metric depth), else none.
+    An image with more than `MAX_OBJECTS` detections keeps its best scored ones (in their order)."""
     width, height = image_size
+    over = len(detections) - MAX_OBJECTS
+    if over > 0:
+        best = sorted(sorted(range(len(detections)), key=lambda i: -detections[i].score)[:MAX_OBJECTS])
+        detections = [detections[i] for i in best]
 
     def masks_at(shape: tuple[int, int]) -> list:
         return [resized(decode(d.mask, height, width), shape) if d.mask is not None else None for d in detections]
@@ -116,7 +123,7 @@ def measured_objects(detections: list[Detection], depth: np.ndarray, image_size:
     checked = measure(check, boxes, masks_at(check.shape), percentile, depth_from)[0] if check is not None else None
     intrinsics = camera.at(width, height, depth.shape[1], depth.shape[0])
     if fit_gravity and (gravity is None or gravity.camera_height is None):
-        gravity = fit_floor(depth, intrinsics, objects_area(boxes, depth.shape), gravity) or gravity
+        gravity = fit_floor(depth, intrinsics, BoxLayout(boxes, depth.shape).covered(), gravity) or gravity
     fronts = np.array([m["depth"] if m["depth"] is not None else np.nan for m in measured], dtype=np.float64)
     masked = np.array([m["depth_source"] == "mask" for m in measured], dtype=bool)
     lifted = lift(depth, intrinsics, *pixels, fronts, masked, gravity)
@@ -127,15 +134,8 @@ def measured_objects(detections: list[Detection], depth: np.ndarray, image_size:
                         "y2": d.box[3], **m, "depth_check": checked[i]["depth"] if checked is not None else None,
                         "flip_depth": flip[0], "flip_cx": flip[1], "mask": d.mask,
                         **{name: _value(lifted[name][i]) for name in LIFTED_FIELDS}})
-    return records, {**camera.fields(), **(gravity.fields() if gravity is not None else NO_GRAVITY)}
-
-
-def objects_area(boxes: list[Box], shape: tuple[int, int]) -> np.ndarray:
-    """The pixels of a map of `shape` inside any of `boxes`: never floor."""
-    covered = np.zeros(shape, dtype=bool)
-    for box in boxes:
-        covered |= region(box, shape)
-    return covered
+    return records, {**camera.fields(), **(gravity.fields() if gravity is not None else NO_GRAVITY),
+                     "objects_over_cap": max(over, 0)}
 
 
 def _value(value: np.generic) -> float | int | None:
@@ -155,4 +155,4 @@ def failed(uri: str, perception: str, reason: str) -> dict:
     """A record for an image that could not be perceived: kept, with the reason, never silently lost."""
     return {"image_id": None, "image_uri": uri, "width": None, "height": None, "depth_kind": None,
             "perception": perception, "error": reason, "source_meta": None,
-            **dict.fromkeys(CAMERA_FIELDS + GRAVITY_FIELDS), "objects": []}
+            **dict.fromkeys(CAMERA_FIELDS + GRAVITY_FIELDS), "objects_over_cap": None, "objects": []}

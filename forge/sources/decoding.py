@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -14,6 +15,14 @@ MAX_FULL_DECODE_PIXELS = 64_000_000
 MAX_JPEG_PIXELS = 1_000_000_000
 _ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+# What PIL's format plugins raise on a malformed file, besides OSError (truncated data, "cannot identify"):
+# a broken PNG chunk or TIFF header is a SyntaxError, packed fields struct.error, a short GIF EOFError,
+# bad tables IndexError/KeyError/TypeError/ZeroDivisionError, a huge canvas DecompressionBombError.
+# Every one means the same to a build: this image cannot be read (tests/test_bad_images.py fuzzes them).
+UNREADABLE: tuple[type[BaseException], ...] = (
+    OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError,
+    Image.DecompressionBombError)
 
 
 def check_size(img: Image.Image) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from daft import DataFrame, DataType, Series, col
 from PIL import Image
 
-from forge.sources.decoding import check_size, oriented_size
+from forge.sources.decoding import UNREADABLE, check_size, oriented_size
 from forge.sources.exif import exif_focal
 from forge.sources.reading import Downloads
 
@@ -36,7 +36,7 @@ def _identify(path: str, downloads: Downloads) -> dict:
             check_size(img)
             width, height = oriented_size(img)
             focal = exif_focal(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except UNREADABLE as exc:
         return {**UNREAD, "error": f"cannot read image: {exc}"}
     if width < 1 or height < 1:
         return {**UNREAD, "error": f"image has no pixels ({width}x{height})"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import operator
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -111,7 +112,7 @@ class _Compiler(ExpressionVisitor[tuple[pl.Expr, str]]):
     def visit_col(self, name: str) -> tuple[pl.Expr, str]:
         if name not in self.columns:
             raise _ExpressionError(
-                f"unknown column {name!r} in {self.text!r}{_suggest(name, self.columns)}; columns are <side>_<name> "
+                f"unknown column {name!r} in {_shown(self.text)}{_suggest(name, self.columns)}; columns are <side>_<name> "
                 f"for the family's objects (a, b, c) and name in: {', '.join(OBJECT_COLUMNS)}; "
                 f"and {', '.join(IMAGE_COLUMNS)}")
         self.used.add(name)
@@ -121,7 +122,7 @@ class _Compiler(ExpressionVisitor[tuple[pl.Expr, str]]):
         kind = (NULL if value is None else BOOL if isinstance(value, bool) else TEXT if isinstance(value, str)
                 else NUMBER if isinstance(value, (int, float)) else None)
         if kind is None:
-            raise _ExpressionError(f"unsupported literal {value!r} in {self.text!r}")
+            raise _ExpressionError(f"unsupported literal {value!r} in {_shown(self.text)}")
         return pl.lit(value), kind
 
     def visit_alias(self, expr: Expression, alias: str) -> tuple[pl.Expr, str]:
@@ -142,7 +143,7 @@ class _Compiler(ExpressionVisitor[tuple[pl.Expr, str]]):
     def _same(self, name: str, kinds: list[str]) -> str:
         known = {k for k in kinds if k != NULL}
         if len(known) > 1:
-            raise _ExpressionError(f"{name} mixes {' and '.join(sorted(known))} values in {self.text!r}")
+            raise _ExpressionError(f"{name} mixes {' and '.join(sorted(known))} values in {_shown(self.text)}")
         return known.pop() if known else NULL
 
     def visit_function(self, name: str, args: list[Expression]) -> tuple[pl.Expr, str]:
@@ -152,22 +153,50 @@ class _Compiler(ExpressionVisitor[tuple[pl.Expr, str]]):
         wanted, result, build = _FUNCTIONS[name]
         compiled = [self.visit(a) for a in args]
         if not len(wanted) - _OPTIONAL_ARGUMENTS.get(name, 0) <= len(compiled) <= len(wanted):
-            raise _ExpressionError(f"{name} takes {len(wanted)} arguments, got {len(compiled)} in {self.text!r}")
+            raise _ExpressionError(f"{name} takes {len(wanted)} arguments, got {len(compiled)} in {_shown(self.text)}")
         generic = [k for (_, k), want in zip(compiled, wanted) if want == "*"]
         for (_, kind), want in zip(compiled, wanted):
             if want not in ("*", kind) and kind != NULL:
-                raise _ExpressionError(f"{name} needs {want} arguments, got a {kind} one in {self.text!r}")
+                raise _ExpressionError(f"{name} needs {want} arguments, got a {kind} one in {_shown(self.text)}")
         if name in _COMPARE and len({k for k in generic if k != NULL}) > 1:
-            raise _ExpressionError(f"{self.text!r} compares a {generic[0]} value with a {generic[1]} one")
+            raise _ExpressionError(f"{_shown(self.text)} compares a {generic[0]} value with a {generic[1]} one")
         same = self._same(name, generic) if generic else NULL
         if name in _ORDERED and same == BOOL:
-            raise _ExpressionError(f"{name} compares true/false values in {self.text!r}")
+            raise _ExpressionError(f"{name} compares true/false values in {_shown(self.text)}")
         return build(*[e for e, _ in compiled]), same if result == "*" else result
 
 
 def _suggest(word: str, options) -> str:
     close = difflib.get_close_matches(word, sorted(options), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+MAX_CHARS = 2000  # a rule or a relation is a line or two of SQL
+MAX_NESTING = 24  # parentheses inside parentheses
+MAX_TERMS = 200  # operators and function arguments: a deeper tree overflows the parser's stack
+
+
+def check_size(text: str) -> None:
+    """Refuse an expression too long or too deep for the parser before any parser sees it (a chain of
+    thousands of ORs crashed Daft's parser, below Python, where no exception can be caught)."""
+    if len(text) > MAX_CHARS:
+        raise ValueError(f"expression of {len(text)} characters; expressions are limited to {MAX_CHARS} "
+                         "(split the condition into several rules)")
+    depth = deepest = 0
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_NESTING:
+        raise ValueError(f"expression nests parentheses {deepest} deep; at most {MAX_NESTING}")
+    terms = len(re.findall(r"\b(?:and|or|not)\b|[-+*/%,<>=]+", text, flags=re.IGNORECASE))
+    if terms > MAX_TERMS:
+        raise ValueError(f"expression has {terms} operators; at most {MAX_TERMS} (split the condition into "
+                         "several rules)")
+
+
+def _shown(text: str) -> str:
+    """An expression as messages quote it: whole when short, else its start."""
+    return repr(text) if len(text) <= 120 else repr(text[:117] + "...")
 
 
 def compile_expression(text: str, columns: dict[str, str], kind: str | None = None) -> Compiled:
@@ -177,20 +206,21 @@ def compile_expression(text: str, columns: dict[str, str], kind: str | None = No
     """
     if not text.strip():
         raise ValueError("empty expression")
+    check_size(text)
     try:
         parsed = daft.sql_expr(text)
     except Exception as exc:  # Daft raises several exception types for bad SQL
-        raise ValueError(f"cannot parse expression {text!r}: {' '.join(str(exc).split())}") from None
+        raise ValueError(f"cannot parse expression {_shown(text)}: {' '.join(str(exc).split())}") from None
     compiler = _Compiler(columns, text)
     try:
         expr, found = compiler.visit(parsed)
     except _ExpressionError as exc:
         raise ValueError(str(exc)) from None
     except Exception as exc:
-        raise ValueError(f"unsupported expression {text!r}: {exc}") from None
+        raise ValueError(f"unsupported expression {_shown(text)}: {exc}") from None
     if kind is not None and found not in (kind, NULL):
         what = {BOOL: "true/false (a condition)", NUMBER: "a number"}[kind]
-        raise ValueError(f"{text!r} gives a {found} value; it must give {what}")
+        raise ValueError(f"{_shown(text)} gives a {found} value; it must give {what}")
     return Compiled(expr, found, frozenset(compiler.used))
 
 

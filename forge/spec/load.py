@@ -26,8 +26,8 @@ from forge.spec.schema import (COMPARATIVE_TYPES, IMAGE_SOURCES, AnnotationsSour
                                ModelsPerception, QuestionForm, RecordsSource, Spec)
 from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
+from forge.yaml_files import read_yaml_text
 
-MAX_SPEC_BYTES = 1 << 20
 KeyPath = tuple[str | int, ...]
 
 
@@ -117,8 +117,10 @@ def _fields_at(path: KeyPath, data: Any) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _clean_loc(loc: tuple, data: Any) -> tuple[KeyPath, str | None]:
-    """Drop union-member tags pydantic inserts into error locations; return (path, branch tag)."""
+def _clean_loc(loc: tuple, data: Any) -> tuple[KeyPath, str | None] | None:
+    """Drop union-member tags pydantic inserts into error locations; return (path, branch tag), or None for
+    an error about a union member of another type than the value (a list given where a list or a text is
+    allowed: the text member's complaint is not the user's problem)."""
     path: list[str | int] = []
     raw, branch = data, None
     for part in loc:
@@ -132,16 +134,27 @@ def _clean_loc(loc: tuple, data: Any) -> tuple[KeyPath, str | None]:
             continue
         elif part.startswith("literal[") or part[:1].isupper() or part.startswith("function-"):
             branch = part
+        elif not isinstance(raw, dict) and raw is not None and _type_tag(part):  # a plain union's member, by type
+            if part.startswith("list[") != isinstance(raw, list):
+                return None
         else:
             path.append(part)
             raw = None
     return tuple(path), branch
 
 
+def _type_tag(part: str) -> bool:
+    """Whether a location part names a type (a member of a plain Union) rather than a key."""
+    return part.startswith(("list[", "dict[", "constrained-")) or part in ("str", "int", "float", "bool")
+
+
 def _pydantic_problems(exc: ValidationError, data: Any, problems: _Problems) -> None:
     seen: set[KeyPath] = set()
     for err in exc.errors():
-        path, branch = _clean_loc(err["loc"], data)
+        cleaned = _clean_loc(err["loc"], data)
+        if cleaned is None:
+            continue
+        path, branch = cleaned
         raw_parent: Any = data
         for part in path[:-1]:
             raw_parent = raw_parent[part] if isinstance(raw_parent, (dict, list)) else None
@@ -166,8 +179,17 @@ def _pydantic_problems(exc: ValidationError, data: Any, problems: _Problems) -> 
             problems.add(path + ("kind",), msg.replace("Input tag", "kind"))
         else:
             msg = msg.removeprefix("Value error, ")
-            shown = "" if kind.startswith("value_error") or "input" not in err else f", got {err['input']!r}"
+            shown = "" if kind.startswith("value_error") or "input" not in err else f", got {_short(err['input'])}"
             problems.add(path, f"{msg}{shown}")
+    if not problems.items:  # every error belonged to a union member the value is not: say the first plainly
+        first = exc.errors()[0]
+        problems.add(tuple(p for p in first["loc"] if isinstance(p, int) or not _type_tag(str(p))), first["msg"])
+
+
+def _short(value: Any) -> str:
+    """A value as an error line shows it: its repr, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
@@ -383,15 +405,6 @@ def _check_form(form: QuestionForm, shape: Shape, relation: Relation, where: Key
             problems.add(where + ("templates", ti), "duplicate template")
 
 
-def _refuse_aliases(path: Path, text: str) -> None:
-    """Anchors/aliases let a few lines expand to gigabytes ("billion laughs"); specs do not need them."""
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            mark = event.start_mark
-            raise SpecError([f"{path}:{mark.line + 1}:{mark.column + 1}: YAML anchors and aliases (&, *) are not "
-                             f"allowed in specs; write the values out"])
-
-
 def _duplicate_keys(node: yaml.Node, path: KeyPath, problems: "_Problems") -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -418,11 +431,11 @@ def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     if not path.is_file():
         raise ForgeError(f"{path}: spec file not found (give the path to a .yaml spec, e.g. specs/demo.yaml)")
-    if path.stat().st_size > MAX_SPEC_BYTES:
-        raise ForgeError(f"{path}: spec file is {path.stat().st_size} bytes; specs are limited to {MAX_SPEC_BYTES} bytes")
-    text = path.read_text(encoding="utf-8", errors="replace")
     try:
-        _refuse_aliases(path, text)
+        text = read_yaml_text(path, "spec")
+    except ForgeError as exc:
+        raise SpecError([str(exc)]) from None
+    try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
