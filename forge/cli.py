@@ -375,8 +375,12 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     trainer can use as it is."""
     from forge.sample import Mix, draw, load_mix, mixture_lines
 
-    if out is None and not dry_run:
-        raise ForgeError("--out DIR is required (the export folder), or --dry-run to see the mixture only")
+    if not dry_run:
+        if out is None:
+            raise ForgeError("--out DIR is required (the export folder), or --dry-run to see the mixture only")
+        from forge.export import check_out
+
+        check_out(out)  # before drawing: a refused folder costs nothing
     mix = load_mix(mix_file) if mix_file else Mix()
     mix.weights.update(_pairs(families, "--family", float))
     mix.quotas.update(_pairs(quotas, "--quota", int))

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forge.export.samples import ExportOptions, Sample
-from forge.export.writing import atomically, write_jsonl
+from forge.export.writing import write_jsonl
 
 PARQUET_FILE, JSONL_FILE = "data.parquet", "rows.jsonl"
 
@@ -40,7 +40,8 @@ def write_parquet(samples: list[Sample], out: Path, options: ExportOptions) -> l
     features = {name: ({"_type": "Image"} if name == "image" else _feature(table.schema.field(name).type))
                 for name in table.column_names}
     table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
-    return [atomically(out / PARQUET_FILE, lambda tmp: pq.write_table(table, tmp))]
+    pq.write_table(table, out / PARQUET_FILE)
+    return [out / PARQUET_FILE]
 
 
 def write_rows(samples: list[Sample], out: Path, options: ExportOptions) -> list[Path]:

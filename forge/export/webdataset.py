@@ -1,7 +1,6 @@
 """WebDataset tar shards: one sample per image — `{key}.jpg|png` and `{key}.json` holding all of
 the image's QA rows — as `webdataset.WebDataset(...).decode("pil").to_tuple("jpg;png", "json")`
-reads them (files of a sample share the key, the name up to the first dot). A re-export removes
-the folder's old shards first, so no stale shard is read with the new ones."""
+reads them (files of a sample share the key, the name up to the first dot)."""
 
 from __future__ import annotations
 
@@ -11,10 +10,9 @@ import tarfile
 from pathlib import Path
 
 from forge.export.samples import ExportOptions, Sample
-from forge.export.writing import atomically, write_text
+from forge.export.writing import write_text
 
 SHARD_SIZE = 1000  # images per shard
-PATTERN = "shard-*.tar"
 
 
 def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
@@ -24,16 +22,14 @@ def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 
 def write(samples: list[Sample], out: Path, options: ExportOptions) -> list[Path]:
-    for stale in out.glob(PATTERN):
-        stale.unlink()
     images: dict[str, list[Sample]] = {}
     for sample in samples:
         images.setdefault(sample.rows[0]["image_id"], []).append(sample)
     keys = list(images)
     shards = []
     for start in range(0, len(keys), SHARD_SIZE):
-        shards.append(atomically(out / f"shard-{start // SHARD_SIZE:06d}.tar",
-                                 lambda tmp, chunk=keys[start:start + SHARD_SIZE]: _write_shard(tmp, chunk, images)))
+        shards.append(out / f"shard-{start // SHARD_SIZE:06d}.tar")
+        _write_shard(shards[-1], keys[start:start + SHARD_SIZE], images)
     write_text(out / "shards.txt", "".join(f"{s.name}\n" for s in shards))
     return shards
 

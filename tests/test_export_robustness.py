@@ -1,0 +1,147 @@
+"""Exports replaced whole: a re-export leaves nothing of the earlier one nor anything temporary, and one
+SIGKILLed half-way leaves the old export as it was and loadable."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import REPO, demo_dict, write_spec
+from forge.cli import main
+
+FORMATS = ("llava", "sharegpt", "openai", "qwen", "qwen2.5", "webdataset", "parquet", "jsonl")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    """Synthetic scenes asked left/right, depth order, grounding (box and point answers) and referring."""
+    root = tmp_path_factory.mktemp("robust")
+    spec = demo_dict(images=12)
+    spec["families"] += [family for name in ("grounding", "referring") for family in
+                         yaml.safe_load((REPO / "specs" / "families" / f"{name}.yaml").read_text())["families"]]
+    result = CliRunner().invoke(main, ["build", str(write_spec(root, spec)), "--db", str(root / "db")])
+    assert result.exit_code == 0, result.output
+    return root / "db"
+
+
+def _export(db: Path, out: Path, fmt: str, *args: str) -> None:
+    result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "40", "--format", fmt, "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+
+
+def _check(folder: Path):
+    return CliRunner().invoke(main, ["export-check", str(folder)])
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every file of an export (links as their target) and a digest of its bytes."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _forge_leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if ".forge-export" in p.name or p.name.endswith(".part"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_re_export_replaces_the_folder_whole_and_leaves_nothing_temporary(db, tmp_path, fmt):
+    out = tmp_path / "exports" / "exp"
+    _export(db, out, fmt)
+    (out / "shard-000009.tar").write_bytes(b"stale")  # a file the new export does not write
+    _export(db, out, fmt, "--quota", "left_right=5", "--quota", "grounding=5")
+    _export(db, tmp_path / "fresh", fmt, "--quota", "left_right=5", "--quota", "grounding=5")
+    assert _snapshot(out) == _snapshot(tmp_path / "fresh")  # nothing of the earlier export is left in it
+    assert os.listdir(tmp_path / "exports") == ["exp"] and not _forge_leftovers(out)
+    assert not any(p.name.startswith(".") or p.suffix == ".part" for p in out.rglob("*"))
+    result = _check(out)
+    assert result.exit_code == 0 and "ok (10 rows" in result.output, result.output
+
+
+def test_an_export_refuses_a_folder_that_is_not_an_export(db, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "5", "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "holds files but no export.json" in result.stderr
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"] and sorted(os.listdir(tmp_path)) == ["mine"]
+
+
+def _kill_mid_export(db: Path, out: Path, fmt: str, fifo: Path) -> None:
+    """Re-export into `out` in a subprocess whose last image is a named pipe: the export blocks reading it,
+    every other image already written; SIGKILL it there."""
+    os.mkfifo(fifo)
+    sql = (f"SELECT * REPLACE (CASE WHEN image_id = (SELECT max(image_id) FROM qa) THEN '{fifo}' ELSE image_uri END "
+           "AS image_uri) FROM qa ORDER BY image_id")
+    process = subprocess.Popen([sys.executable, "-m", "forge.cli", "query", sql, "--db", str(db), "--format", fmt,
+                                "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # succeeds once the export is reading the pipe
+            break
+        except OSError as exc:
+            assert exc.errno == errno.ENXIO
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "the export never reached the pipe"
+            time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    os.close(writer)
+    assert process.returncode == -signal.SIGKILL
+
+
+def _load_llava(folder: Path) -> int:
+    """LLaVA 1.5's LazySupervisedDataset: json.load, then each image opened under the image folder."""
+    items = json.load(open(folder / "llava.json"))
+    for item in items:
+        Image.open(os.path.join(folder, item["image"])).convert("RGB")
+    return len(items)
+
+
+def _load_webdataset(folder: Path) -> int:
+    import webdataset as wds
+
+    shards = [os.path.join(folder, name) for name in open(os.path.join(folder, "shards.txt")).read().split()]
+    return sum(len(record["qa"]) for _, record in
+               wds.WebDataset(shards, shardshuffle=False).decode("pil").to_tuple("jpg;png", "json"))
+
+
+@pytest.mark.parametrize("fmt, load", [("webdataset", _load_webdataset), ("llava", _load_llava)])
+def test_a_killed_re_export_leaves_the_old_export_whole(db, tmp_path, fmt, load):
+    out = tmp_path / "exports" / "exp"
+    _export(db, out, fmt, "--quota", "left_right=5")
+    before = _snapshot(out)
+    _kill_mid_export(db, out, fmt, tmp_path / "slow.png")
+    [scratch] = [p for p in (tmp_path / "exports").iterdir() if p.name.startswith(".exp.forge-export-new-")]
+    assert [p for p in scratch.rglob("*") if p.suffix == ".png"]  # killed half-way: images written, files not yet
+    assert _snapshot(out) == before  # the old export, untouched
+    assert load(out) == 5
+    assert _check(out).exit_code == 0
+    _export(db, out, fmt, "--quota", "left_right=7")  # the next export clears what the killed one left
+    assert os.listdir(tmp_path / "exports") == ["exp"] and load(out) == 7
+
+
+def test_an_export_killed_between_its_two_renames_gets_its_old_folder_back(db, tmp_path):
+    """Killed after renaming the old export away and before renaming the new one in: the next export into
+    the folder, even one that fails, first puts the old export back."""
+    out = tmp_path / "exports" / "exp"
+    _export(db, out, "llava", "--quota", "left_right=5")
+    before = _snapshot(out)
+    out.rename(tmp_path / "exports" / ".exp.forge-export-old-4242")
+    shutil.copytree(tmp_path / "exports" / ".exp.forge-export-old-4242", tmp_path / "exports" / ".exp.forge-export-new-4242")
+    result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "5", "--images", "none", "--out", str(out)])
+    assert result.exit_code == 2 and "--images none cannot reference synthetic://" in result.stderr  # refused half-way
+    assert os.listdir(tmp_path / "exports") == ["exp"] and _snapshot(out) == before
