@@ -1,19 +1,26 @@
-"""Exports replaced whole: a re-export leaves nothing of the earlier one nor anything temporary, and one
-SIGKILLed half-way leaves the old export as it was and loadable."""
+"""Exports replaced whole (a re-export SIGKILLed half-way leaves the old one loadable), and `forge
+export-check` reading what each trainer reads (tampered files fail, one line per problem naming file
+and sample)."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
+from typing import Callable
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -145,3 +152,88 @@ def test_an_export_killed_between_its_two_renames_gets_its_old_folder_back(db, t
     result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "5", "--images", "none", "--out", str(out)])
     assert result.exit_code == 2 and "--images none cannot reference synthetic://" in result.stderr  # refused half-way
     assert os.listdir(tmp_path / "exports") == ["exp"] and _snapshot(out) == before
+
+
+@pytest.fixture(scope="module")
+def clean(db, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clean")
+    for fmt in ("llava", "qwen2.5", "parquet", "webdataset"):
+        _export(db, root / fmt, fmt, "--quota", "left_right=10", "--quota", "grounding=10")
+    return root
+
+
+def _flip_answer(folder: Path) -> str:
+    items = json.load(open(folder / "llava.json"))
+    number, item = next((n, i) for n, i in enumerate(items, 1) if i["conversations"][1]["value"] in ("left", "right"))
+    item["conversations"][1]["value"] = {"left": "right", "right": "left"}[item["conversations"][1]["value"]]
+    (folder / "llava.json").write_text(json.dumps(items))
+    return f"llava.json: sample {number} (qa {item['qa_id']}): answers '{item['conversations'][1]['value']}'"
+
+
+def _move_box(folder: Path) -> str:
+    items = json.load(open(folder / "llava.json"))
+    number, item = next((n, i) for n, i in enumerate(items, 1) if re.fullmatch(r"\(\d+,\d+,\d+,\d+\)", i["conversations"][1]["value"]))
+    x1, y1, x2, y2 = (int(v) for v in re.findall(r"\d+", item["conversations"][1]["value"]))
+    shift = -300 if x2 > 700 else 300  # 300 units of the [0, 1000] grid to the side, still inside the image
+    item["conversations"][1]["value"] = f"({x1 + shift},{y1},{x2 + shift},{y2})"
+    (folder / "llava.json").write_text(json.dumps(items))
+    return f"llava.json: sample {number} (qa {item['qa_id']}): answers '({x1 + shift},"
+
+
+def _move_pixels(folder: Path) -> str:
+    items = json.load(open(folder / "qwen2_5.json"))
+    number, item = next((n, i) for n, i in enumerate(items, 1) if "bbox_2d" in i["conversations"][1]["value"])
+    [answer] = json.loads(item["conversations"][1]["value"])
+    answer["bbox_2d"] = [answer["bbox_2d"][0], answer["bbox_2d"][1] + 300, answer["bbox_2d"][2], answer["bbox_2d"][3] + 300]
+    item["conversations"][1]["value"] = json.dumps([answer])
+    (folder / "qwen2_5.json").write_text(json.dumps(items))
+    return f"qwen2_5.json: sample {number} (qa {item['qa_id']}): answers"
+
+
+def _truncate_in_parquet(folder: Path) -> str:
+    table = pq.read_table(folder / "data.parquet")
+    rows = table.to_pylist()
+    rows[3]["image"]["bytes"] = rows[3]["image"]["bytes"][: len(rows[3]["image"]["bytes"]) // 2]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), folder / "data.parquet")
+    import datasets
+
+    with pytest.raises(OSError):  # what a trainer would meet
+        datasets.Dataset.from_parquet(str(folder / "data.parquet"), cache_dir=str(folder.parent / "hf"))[3]["image"]
+    return "data.parquet: row 4: image does not open"
+
+
+def _truncate_in_tar(folder: Path) -> str:
+    shard = folder / "shard-000000.tar"
+    with tarfile.open(shard) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    name, data = next((n, d) for n, d in members[2:] if n.endswith((".png", ".jpg")))
+    with tarfile.open(shard, "w") as tar:
+        for member, payload in members:
+            payload = payload[: len(payload) // 2] if member == name else payload
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return f"shard-000000.tar: sample {name.split('.')[0]}: image does not open"
+
+
+def _break_index_line(folder: Path) -> str:
+    lines = (folder / "forge_index.jsonl").read_text().splitlines()
+    lines[6] = lines[6][:50]
+    (folder / "forge_index.jsonl").write_text("\n".join(lines) + "\n")
+    return "forge_index.jsonl: line 7: not a QA row"
+
+
+@pytest.mark.parametrize("fmt, tamper", [
+    ("llava", _flip_answer), ("llava", _move_box), ("qwen2.5", _move_pixels), ("parquet", _truncate_in_parquet),
+    ("webdataset", _truncate_in_tar), ("webdataset", _break_index_line),
+])
+def test_export_check_fails_a_tampered_export_one_line_per_problem(clean, tmp_path, fmt, tamper: Callable[[Path], str]):
+    folder = tmp_path / fmt
+    shutil.copytree(clean / fmt, folder)
+    assert _check(folder).exit_code == 0  # clean, it passes
+    expected = tamper(folder)
+    result = _check(folder)
+    problems = [line for line in result.stderr.splitlines() if line.startswith("problem:")]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(problems) == 1 and problems[0].startswith(f"problem: {expected}"), result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"error: {folder}: 1 problem in 20 rows")

@@ -2,18 +2,19 @@
 image once, as the trainer will open it), `export.json` (what was written) and `forge_index.jsonl`
 (one line per QA row: lineage, image, size, objects; what `forge export-check` verifies).
 
-One module per format, each matching its consumer's loading code (cited in the module):
-`llava`, `sharegpt` (LLaMA-Factory, with `dataset_info.json`), `openai`, `qwen` (Qwen-VL), `qwen2.5`,
-`webdataset`, `parquet` (Hugging Face `datasets`), `jsonl`. An export is written beside the folder it
-replaces and swapped in whole (`writing.replacing`): a reader or a killed run never sees half of one.
+One module per format, each matching its consumer's loading code (cited in the module): it writes the
+format and reads it back as that consumer does (for `forge export-check`): `llava`, `sharegpt`
+(LLaMA-Factory, with `dataset_info.json`), `openai`, `qwen` (Qwen-VL), `qwen2.5`, `webdataset`,
+`parquet` (Hugging Face `datasets`), `jsonl`. An export is written beside the folder it replaces and
+swapped in whole (`writing.replacing`): a reader or a killed run never sees half of one.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import polars as pl
 import pyarrow as pa
@@ -21,7 +22,8 @@ import pyarrow as pa
 from forge.errors import ForgeError
 from forge.export import llava, openai, qwen, sharegpt, tables, webdataset
 from forge.export.images import ImageWriter
-from forge.export.samples import ExportOptions, Sample, make_samples
+from forge.export.reading import ReadSample
+from forge.export.samples import ExportOptions, Sample, make_samples, picture_size, stored_answer
 from forge.export.writing import replacing, write_json, write_jsonl
 
 MANIFEST, INDEX = "export.json", "forge_index.jsonl"
@@ -31,19 +33,24 @@ MAX_TURNS = 32
 @dataclass(frozen=True)
 class Format:
     write: Callable[[list[Sample], Path, ExportOptions], list[Path]]
+    read: Callable[[Path, Path], Iterator[ReadSample]]  # (export folder, image root): the samples as the trainer reads them
+    # a row's answer as the format writes it, for a picture of (width, height) as the trainer opens it
+    answer: Callable[[dict, int, int, ExportOptions], str] = stored_answer
+    # what a sample states of such a picture (its width and height, and any size derived from them)
+    sizes: Callable[[int, int, ExportOptions], dict[str, int]] = picture_size
     embeds_images: bool = False  # the image bytes go inside the files: no images/ folder
     multi_turn: bool = True  # can hold several questions about one image in one sample
 
 
 FORMATS: dict[str, Format] = {
-    "llava": Format(llava.write),
-    "sharegpt": Format(sharegpt.write),
-    "openai": Format(openai.write),
-    "qwen": Format(qwen.write_qwen),
-    "qwen2.5": Format(qwen.write_qwen25),
-    "webdataset": Format(webdataset.write, embeds_images=True, multi_turn=False),
-    "parquet": Format(tables.write_parquet, embeds_images=True),
-    "jsonl": Format(tables.write_rows, multi_turn=False),
+    "llava": Format(llava.write, llava.read),
+    "sharegpt": Format(sharegpt.write, sharegpt.read),
+    "openai": Format(openai.write, openai.read),
+    "qwen": Format(qwen.write_qwen, qwen.read_qwen, answer=qwen.answer_qwen),
+    "qwen2.5": Format(qwen.write_qwen25, qwen.read_qwen25, answer=qwen.answer_qwen25, sizes=qwen.sizes_qwen25),
+    "webdataset": Format(webdataset.write, webdataset.read, embeds_images=True, multi_turn=False),
+    "parquet": Format(tables.write_parquet, tables.read_parquet, embeds_images=True),
+    "jsonl": Format(tables.write_rows, tables.read_rows, multi_turn=False),
 }
 # the columns of a QA row an export reads
 NEEDS = ("qa_id", "image_id", "image_uri", "family", "question", "answer", "answer_type", "objects")
@@ -114,6 +121,6 @@ def _write(rows: list[dict], fmt: str, out: Path, staging: Path, images: str, im
         for s in samples for row in s.rows])
     root = str(image_root.resolve()) if image_root is not None and not spec.embeds_images else None  # else: the folder
     write_json(staging / MANIFEST, {"format": fmt, "images": None if spec.embeds_images else images, "image_root": root,
-                                    "turns": turns, "rows": len(rows), "samples": len(samples),
+                                    "turns": turns, "options": asdict(options), "rows": len(rows), "samples": len(samples),
                                     "image_count": len(writer.done), "files": [f.name for f in files]})
     return ExportResult(out, files, len(rows), len(samples), len(writer.done))
