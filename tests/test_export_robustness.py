@@ -1,6 +1,6 @@
-"""Exports replaced whole (a re-export SIGKILLed half-way leaves the old one loadable), and `forge
+"""Exports replaced whole (a re-export SIGKILLed half-way leaves the old one loadable), `forge
 export-check` reading what each trainer reads (tampered files fail, one line per problem naming file
-and sample)."""
+and sample), and the README's WebDataset snippet run from outside the export folder."""
 
 from __future__ import annotations
 
@@ -152,6 +152,20 @@ def test_an_export_killed_between_its_two_renames_gets_its_old_folder_back(db, t
     result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "5", "--images", "none", "--out", str(out)])
     assert result.exit_code == 2 and "--images none cannot reference synthetic://" in result.stderr  # refused half-way
     assert os.listdir(tmp_path / "exports") == ["exp"] and _snapshot(out) == before
+
+
+def test_readme_webdataset_snippet_runs_from_outside_the_export(db, tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(# WebDataset.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) == 1
+    folder = re.search(r'folder = "(\w+)"', blocks[0]).group(1)
+    _export(db, tmp_path / folder, "webdataset")
+    monkeypatch.chdir(tmp_path)  # the export folder's parent, not the folder itself
+    namespace: dict = {}
+    exec(blocks[0], namespace)
+    samples = list(namespace["samples"])
+    index = (tmp_path / folder / "forge_index.jsonl").read_text().splitlines()
+    assert sum(len(record["qa"]) for _, record in samples) == len(index) == 40
+    assert all(image.size == (record["width"], record["height"]) for image, record in samples)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """WebDataset tar shards: one sample per image — `{key}.jpg|png` and `{key}.json` holding all of
 the image's QA rows — as `webdataset.WebDataset(...).decode("pil").to_tuple("jpg;png", "json")`
-reads them (files of a sample share the key, the name up to the first dot)."""
+reads them (files of a sample share the key, the name up to the first dot). `shards.txt` lists the
+shards one per line, relative to the export folder (join each with the folder's path)."""
 
 from __future__ import annotations
 
