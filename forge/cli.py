@@ -17,6 +17,7 @@ from forge.judge import DEFAULT_CHUNK_SIZE
 
 USER_ERROR = 2
 ENVIRONMENT_ERROR = 1  # the machine (disk full, read-only, vanished folder), not the input
+SHOWN_PROBLEMS = 50  # forge export-check lists this many problems, then counts them
 TRAINING_FORMATS = ["llava", "sharegpt", "openai", "qwen", "qwen2.5", "webdataset", "parquet", "jsonl"]  # forge.export
 QUERY_EXPORTS = [f for f in TRAINING_FORMATS if f != "parquet"]  # `forge query --format parquet` writes the result as is
 
@@ -382,8 +383,12 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     trainer can use as it is."""
     from forge.sample import Mix, draw, load_mix, mixture_lines
 
-    if out is None and not dry_run:
-        raise ForgeError("--out DIR is required (the export folder), or --dry-run to see the mixture only")
+    if not dry_run:
+        if out is None:
+            raise ForgeError("--out DIR is required (the export folder), or --dry-run to see the mixture only")
+        from forge.export import check_out
+
+        check_out(out)  # before drawing: a refused folder costs nothing
     mix = load_mix(mix_file) if mix_file else Mix()
     mix.weights.update(_pairs(families, "--family", float))
     mix.quotas.update(_pairs(quotas, "--quota", int))
@@ -411,16 +416,20 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
 @click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @_user_errors
 def export_check(folder: Path) -> None:
-    """Open an export the way a trainer will: every image opens at its recorded size with no EXIF
-    rotation, every box lies inside its image, left/right answers agree with the boxes."""
+    """Read an export the way its trainer will: the format's own files, every picture decoded (files, data
+    URLs, bytes inside Parquet and tar shards) at the size the samples state, every answer equal to the
+    index's in the format's notation (boxes too), boxes inside their pictures, left/right against the boxes."""
     from forge.export.check import check_export
 
     report = check_export(folder)
-    for problem in report.problems[:50]:
+    for problem in report.problems[:SHOWN_PROBLEMS]:
         click.echo(f"problem: {problem}", err=True)
     if report.problems:
-        raise ForgeError(f"{folder}: {len(report.problems)} problems in {report.rows} rows and {report.images} images")
-    click.echo(f"{folder}: ok ({report.rows} rows, {report.images} images)")
+        shown = f" (the first {SHOWN_PROBLEMS} above)" if len(report.problems) > SHOWN_PROBLEMS else ""
+        count = f"{len(report.problems)} problem{'s' if len(report.problems) > 1 else ''}"
+        raise ForgeError(f"{folder}: {count}{shown} in {report.rows} rows, {report.samples} "
+                         f"samples and {report.images} images")
+    click.echo(f"{folder}: ok ({report.rows} rows, {report.samples} samples, {report.images} images)")
 
 
 @main.command()

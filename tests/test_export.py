@@ -80,6 +80,13 @@ def exports(db, tmp_path_factory):
     return root
 
 
+def test_export_check_reads_every_format_back(exports):
+    """Each format's own files, read back as its trainer reads them, pass on photos of every kind."""
+    for fmt in ("llava", "sharegpt", "openai", "qwen", "qwen2.5", "webdataset", "parquet", "jsonl"):
+        result = CliRunner().invoke(main, ["export-check", str(exports / fmt)])
+        assert result.exit_code == 0 and ": ok (" in result.output, (fmt, result.output)
+
+
 def test_every_family_and_every_kind_of_image_is_sampled(db, exports):
     index = [json.loads(line) for line in (exports / "llava" / "forge_index.jsonl").read_text().splitlines()]
     families = {r["family"] for r in run_query(db, "SELECT DISTINCT family FROM qa").to_pylist()}
@@ -274,6 +281,7 @@ def test_multi_turn_groups_questions_about_one_image(db, tmp_path):
         assert len({rows[q]["image_id"] for q in item["qa_id"]}) == 1
         humans = [t["value"] for t in item["conversations"] if t["from"] == "human"]
         assert humans[0].startswith("<image>\n") and not any("<image>" in h for h in humans[1:])
+    assert CliRunner().invoke(main, ["export-check", str(tmp_path / "turns")]).exit_code == 0  # every turn's answer
     result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "5", "--format", "webdataset", "--turns", "2",
                                        "--out", str(tmp_path / "w")])
     assert result.exit_code == 2 and "holds every question of an image already" in result.stderr
@@ -323,9 +331,13 @@ def test_export_check_finds_what_a_trainer_would_get_wrong(db, tmp_path):
     (folder / "forge_index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in index))
     result = CliRunner().invoke(main, ["export-check", str(folder)])
     assert result.exit_code == 2
-    assert f"image {victim['image']}" in result.stderr and "is 10x10" in result.stderr
-    assert f"qa {flipped['qa_id']}: answers" in result.stderr
-    assert "2 problems" in result.stderr.splitlines()[-1]
+    problems = [line for line in result.stderr.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 3 and "3 problems" in result.stderr.splitlines()[-1], result.stderr
+    assert any(f"image {victim['image']} is 10x10" in line and line.startswith("problem: llava.json: sample ")
+               for line in problems)
+    # the index now disagrees with its own boxes, and llava.json (untouched) with the index
+    assert f"problem: forge_index.jsonl: qa {flipped['qa_id']}: answers {flipped['answer']!r} but the boxes say" in result.stderr
+    assert f"(qa {flipped['qa_id']}): answers {'left' if flipped['answer'] == 'right' else 'right'!r}; the index says" in result.stderr
 
 
 def test_an_export_moves_and_re_exports_cleanly(db, tmp_path):

@@ -20,7 +20,6 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
-from forge.export.writing import atomically
 from forge.sources import tables, webdataset
 from forge.sources.reading import read
 from forge.sources.uris import REMOTE
@@ -45,12 +44,14 @@ class ExportedImage:
 class ImageWriter:
     """Writes (or links, or only locates) each image once, however many QA rows use it."""
 
-    def __init__(self, out: Path, mode: str, image_root: Path | None = None):
+    def __init__(self, out: Path, mode: str, image_root: Path | None = None, staging: Path | None = None):
+        """Paths are written for the export folder `out` (relative to it, or to `image_root`); the files go
+        into `staging` (default `out`) until the finished export takes `out`'s place."""
         if mode not in IMAGE_MODES:
             raise ForgeError(f"--images {mode!r}: use one of {', '.join(IMAGE_MODES)}")
         self.out, self.mode = out, mode
         self.root = (image_root or out).resolve()
-        self.folder = out / "images"
+        self.folder = (staging or out) / "images"
         self.done: dict[str, ExportedImage] = {}
 
     def add(self, uri: str, image_id: str) -> ExportedImage:
@@ -97,18 +98,24 @@ class ImageWriter:
         source = Path(uri).resolve()
         if self.mode == "none":
             return ExportedImage(self._relative(source), source, width, height)
-        target = self.folder / f"{image_id}.{ext}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomically(target, lambda tmp: os.symlink(source, tmp) if self.mode == "link" else shutil.copyfile(source, tmp))
-        return ExportedImage(self._relative(target), target, width, height)
+        target = self._target(image_id, ext)
+        if self.mode == "link":
+            os.symlink(source, target)
+        else:
+            shutil.copyfile(source, target)
+        return ExportedImage(self._relative(self.out / "images" / target.name), target, width, height)
 
     def _write(self, image_id: str, ext: str, data: bytes) -> ExportedImage:
-        target = self.folder / f"{image_id}.{ext}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomically(target, lambda tmp: tmp.write_bytes(data))
+        target = self._target(image_id, ext)
+        target.write_bytes(data)
         with Image.open(target) as img:
             width, height = img.size
-        return ExportedImage(self._relative(target), target, width, height)
+        return ExportedImage(self._relative(self.out / "images" / target.name), target, width, height)
+
+    def _target(self, image_id: str, ext: str) -> Path:
+        """Where an image's file is written (the folder is new: nothing of an earlier export is there)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder / f"{image_id}.{ext}"
 
     def _relative(self, file: Path) -> str:
         """The path the annotation files carry: relative to the image root (the export folder by default)."""

@@ -24,6 +24,16 @@ class ExportOptions:
     openai_inline: bool = True  # openai: the image as a base64 data URL (else its path, for loaders that open files)
 
 
+def stored_answer(row: dict, width: int, height: int, options: ExportOptions) -> str:
+    """A row's answer in a format that keeps forge's own notation: as the build wrote it."""
+    return row["answer"]
+
+
+def picture_size(width: int, height: int, options: ExportOptions) -> dict[str, int]:
+    """What a sample states of its picture: the size a trainer opens it at."""
+    return {"width": width, "height": height}
+
+
 @dataclass(frozen=True)
 class Sample:
     image: ExportedImage
