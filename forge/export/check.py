@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from forge.errors import ForgeError
+from forge.sources.decoding import UNREADABLE
 from forge.export import FORMATS, INDEX, MANIFEST
 from forge.export.reading import ReadSample, Unreadable
 from forge.export.samples import ExportOptions
@@ -49,7 +50,7 @@ def _open(image: Path | bytes) -> tuple[int, int] | str:
             if img.getexif().get(_ORIENTATION, 1) != 1:
                 return "carries an EXIF rotation a trainer will not apply"
             return img.size
-    except Exception as exc:  # whatever PIL raises while decoding, the trainer's loader raises too
+    except UNREADABLE as exc:  # what PIL raises on a broken file, the trainer's loader raises too
         return f"does not open ({type(exc).__name__}: {exc})"
 
 

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.sources import tables, webdataset
+from forge.sources.decoding import UNREADABLE
 from forge.sources.reading import read
 from forge.sources.uris import REMOTE
 
@@ -84,7 +85,7 @@ class ImageWriter:
                     picture = picture.convert("RGBA" if "transparency" in picture.info or picture.mode.endswith("A") else "RGB")
                 buffer = io.BytesIO()
                 picture.save(buffer, format="JPEG" if ext == "jpg" else "PNG", quality=95)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        except UNREADABLE as exc:
             raise ForgeError(f"cannot read image {uri} for the export: {exc} (moved or deleted since the build?)") from None
         return self._write(image_id, ext, buffer.getvalue())
 
