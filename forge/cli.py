@@ -16,6 +16,7 @@ from forge.errors import ForgeError, SpecError
 from forge.judge import DEFAULT_CHUNK_SIZE
 
 USER_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT: what shells report for a command stopped by Ctrl-C
 TRAINING_FORMATS = ["llava", "sharegpt", "openai", "qwen", "qwen2.5", "webdataset", "parquet", "jsonl"]  # forge.export
 QUERY_EXPORTS = [f for f in TRAINING_FORMATS if f != "parquet"]  # `forge query --format parquet` writes the result as is
 
@@ -32,6 +33,20 @@ def _user_errors(fn):
         except ForgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(USER_ERROR)
+
+    return wrapper
+
+
+def _interruptible(fn):
+    """Ctrl-C stops a reading command (query, show, sample, stats) with one line and exit code 130, not a
+    traceback: the engines are stopped and their spill files removed on the way out."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: forge {click.get_current_context().info_name} stopped by Ctrl-C", err=True)
+            sys.exit(INTERRUPTED)
 
     return wrapper
 
@@ -54,6 +69,8 @@ BATCH_OPT = click.option("--batch-size", type=click.IntRange(1, 4096), default=N
 CONCURRENCY_OPT = click.option(
     "--concurrency", type=click.IntRange(1, 1024), default=None,
     help="Model workers per model (each takes one GPU when there are GPUs); overrides the spec's concurrency.")
+PARAM_OPT = click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+                         help="Value for a $NAME parameter in the SQL (numbers become numbers); repeat for several.")
 LIMIT_OPT = click.option("--limit", type=click.IntRange(min=1), default=None,
                          help="Use only the first N images of the source (quick trial runs).")
 
@@ -255,6 +272,7 @@ def calibrate(spec: Path, truth: Path, truth_depth_kind: str, boxes: str, target
               help="preview.html: one self-contained page with thumbnails; any other path: a folder of PNGs "
                    "(image with boxes above a caption).")
 @_user_errors
+@_interruptible
 def show(db: Path, table: str, family: str | None, where: str | None, count: int, depth: bool, masks: bool,
          size: int, out: Path) -> None:
     """Render QA rows onto their images: boxes with labels (a red, b blue, c green, ...), each
@@ -279,8 +297,7 @@ def show(db: Path, table: str, family: str | None, where: str | None, count: int
 @click.argument("query")
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder; its tables (qa, builds, errors, ...) are visible by name.")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Value for a $NAME parameter in the query; repeat for several.")
+@PARAM_OPT
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", *QUERY_EXPORTS]),
               default="table", show_default=True,
               help="Output format; nested columns become JSON text in table and csv. The training formats "
@@ -291,12 +308,17 @@ def show(db: Path, table: str, family: str | None, where: str | None, count: int
                    "training formats.")
 @click.option("--engine", type=click.Choice(["auto", "duckdb", "lance"]), default="auto", show_default=True,
               help="auto: plain `SELECT cols FROM t [WHERE ...] LIMIT n` slices scan Lance directly, all else DuckDB.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
+              help="Stop the query after this many seconds (one line, exit code 2) [default: no limit]. Ctrl-C stops "
+                   "any query at once (exit code 130).")
 @_user_errors
-def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None, engine: str) -> None:
+@_interruptible
+def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None, engine: str,
+          timeout: float | None) -> None:
     """Run SQL (QUERY text or a .sql file, e.g. queries/per_family_counts.sql) over a forge database."""
     from forge.query import parse_params, read_query, run_query, write_result
 
-    result = run_query(db, read_query(query), parse_params(params), engine=engine)
+    result = run_query(db, read_query(query), parse_params(params), engine=engine, timeout=timeout)
     if fmt in QUERY_EXPORTS:
         from forge.export import export
 
@@ -367,6 +389,7 @@ def _echo_export(result) -> None:
               help="openai: each image inline as a base64 data URL, or as its path in the export folder.")
 @click.option("--dry-run", is_flag=True, help="Print the mixture (rows per family, split and answer) and write nothing.")
 @_user_errors
+@_interruptible
 def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: tuple[str, ...], n: int | None,
            stratify: str | None, where: str | None, split: str | None, seed: int, fmt: str, out: Path | None,
            images: str, image_root: Path | None, turns: int, qwen_max_pixels: int, qwen_min_pixels: int,
@@ -420,6 +443,7 @@ def export_check(folder: Path) -> None:
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder to describe.")
 @_user_errors
+@_interruptible
 def stats(db: Path) -> None:
     """Rows per family, answer types, answer positions and answers, and the last build's funnel."""
     from forge.stats import stats_lines
