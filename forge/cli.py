@@ -259,7 +259,9 @@ def calibrate(spec: Path, truth: Path, truth_depth_kind: str, boxes: str, target
 @click.option("--table", default="qa", show_default=True, help="QA table to read (a spec's output.table).")
 @click.option("--family", default=None, help="Show only this question family, e.g. depth_order.")
 @click.option("--where", default=None, metavar="SQL",
-              help="Extra SQL filter on qa columns, e.g. \"margin < 0.1\" or \"answer_type = 'yes_no'\".")
+              help="Extra SQL filter on qa columns, e.g. \"margin < 0.1\" or \"answer_type = 'yes_no'\"; $NAME "
+                   "placeholders take --param values.")
+@PARAM_OPT
 @click.option("--n", "count", type=click.IntRange(1, 10_000), default=24, show_default=True,
               help="Rows to render (a stable pick: the first N in qa_id order, which is a content hash).")
 @click.option("--depth", is_flag=True, help="Colour the image by the depth the build used (near bright, far dark).")
@@ -273,13 +275,14 @@ def calibrate(spec: Path, truth: Path, truth_depth_kind: str, boxes: str, target
                    "(image with boxes above a caption).")
 @_user_errors
 @_interruptible
-def show(db: Path, table: str, family: str | None, where: str | None, count: int, depth: bool, masks: bool,
-         size: int, out: Path) -> None:
+def show(db: Path, table: str, family: str | None, where: str | None, params: tuple[str, ...], count: int,
+         depth: bool, masks: bool, size: int, out: Path) -> None:
     """Render QA rows onto their images: boxes with labels (a red, b blue, c green, ...), each
     object's mask, question, answer, margin, and optionally the depth map as a colour overlay."""
+    from forge.query import parse_params
     from forge.show import render, select_rows, write_html, write_pngs
 
-    rows = select_rows(db, table, family, where, count)
+    rows = select_rows(db, table, family, where, count, parse_params(params))
     with _progress_bar("rendering", len(rows), "rows") as bar:
         shown = render(rows, db, depth, size, on_row=lambda: bar.update(1), masks=masks)
     missing = [item.depth_missing for item in shown if item.depth_missing]
@@ -362,7 +365,9 @@ def _echo_export(result) -> None:
 @click.option("--n", "n", type=click.IntRange(min=1), default=None,
               help="Total rows, shared by the family weights; alone, shared equally by every family in the table.")
 @click.option("--stratify", default=None, help="Comma-separated columns whose value combinations get equal shares, e.g. answer,template_id.")
-@click.option("--where", default=None, help="SQL filter on qa rows, e.g. \"margin > 0.2\".")
+@click.option("--where", default=None,
+              help="SQL filter on qa rows, e.g. \"margin > 0.2\"; $NAME placeholders take --param values.")
+@PARAM_OPT
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Only rows of this split (by image: 90/5/5 unless the mix file says otherwise).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row order inside each cell.")
@@ -391,11 +396,12 @@ def _echo_export(result) -> None:
 @_user_errors
 @_interruptible
 def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: tuple[str, ...], n: int | None,
-           stratify: str | None, where: str | None, split: str | None, seed: int, fmt: str, out: Path | None,
-           images: str, image_root: Path | None, turns: int, qwen_max_pixels: int, qwen_min_pixels: int,
+           stratify: str | None, where: str | None, params: tuple[str, ...], split: str | None, seed: int, fmt: str,
+           out: Path | None, images: str, image_root: Path | None, turns: int, qwen_max_pixels: int, qwen_min_pixels: int,
            openai_images: str, dry_run: bool) -> None:
     """Draw a balanced, deterministic training mixture from the qa table and export it as a folder a
     trainer can use as it is."""
+    from forge.query import parse_params
     from forge.sample import Mix, draw, load_mix, mixture_lines
 
     if out is None and not dry_run:
@@ -406,6 +412,7 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     mix.n = n if n is not None else mix.n
     mix.stratify = stratify.split(",") if stratify else mix.stratify
     mix.where = where or mix.where
+    mix.params = parse_params(params)
     mix.split = split or mix.split
     table, report = draw(db, mix, seed)
     for line in report.lines():

@@ -1,6 +1,6 @@
 """What a hostile tester did to `forge query` (and the --where of show and sample): Ctrl-C and --timeout
 stop either engine at once with one line, spill files stay inside the database and go away, stray
-`*.lance` folders, huge LIMITs and non-UTF-8 SQL are one line each."""
+`*.lance` folders, huge LIMITs and non-UTF-8 SQL are one line each, and show/sample take --param."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, copy_db
+from conftest import REPO, copy_db, read_table
 import forge.query
 from forge.cli import INTERRUPTED, USER_ERROR, main
 from forge.query import run_query
+from forge.sample import Mix, draw
+from forge.show import select_rows
 from forge.spill import SPILL_FOLDER
 
 ROWS = 200_000
@@ -226,3 +228,43 @@ def test_ctrl_c_in_a_reading_command_is_one_line_and_exit_130(demo_db, monkeypat
     result = _cli("stats", "--db", str(demo_db))
     assert result.exit_code == INTERRUPTED
     assert _one_line(result.stderr) == "interrupted: forge stats stopped by Ctrl-C"
+
+
+def test_show_takes_params_for_its_where(demo_db, tmp_path):
+    rows = select_rows(demo_db, "qa", "left_right", "margin > $m", 5, {"m": 0.3})
+    expected = [r for r in read_table(demo_db).to_pylist() if r["family"] == "left_right" and r["margin"] > 0.3][:5]
+    assert [r["qa_id"] for r in rows] == [r["qa_id"] for r in expected] and len(rows) == 5
+    result = _cli("show", "--db", str(demo_db), "--where", "margin > $m", "--param", "m=0.3", "--n", "2",
+                  "--out", str(tmp_path / "p.html"))
+    assert result.exit_code == 0, result.output
+    assert "2 rows ->" in result.stdout and (tmp_path / "p.html").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--where", "margin > $m"], "error: query needs --param m=..."),
+    (["--where", "margin > $m", "--param", "m"], "error: --param 'm': write name=value"),
+    (["--where", "margin > 0.3", "--param", "m=1"], "error: --param m: the query has no such parameter"),
+])
+@pytest.mark.parametrize("command", [["show", "--out", "p.html"], ["sample", "--n", "10", "--dry-run"]])
+def test_show_and_sample_param_mistakes_are_one_line(demo_db, command, args, message):
+    result = _cli(*command, "--db", str(demo_db), *args)
+    assert result.exit_code == USER_ERROR
+    assert _one_line(result.stderr).startswith(message)
+
+
+def test_show_refuses_a_param_that_family_already_sets(demo_db, tmp_path):
+    result = _cli("show", "--db", str(demo_db), "--family", "left_right", "--param", "family=depth_order",
+                  "--out", str(tmp_path / "p.html"))
+    assert result.exit_code == USER_ERROR
+    assert _one_line(result.stderr) == "error: --param family: --family already sets $family; give one of them"
+
+
+def test_sample_takes_params_for_its_where(demo_db):
+    with_param, _ = draw(demo_db, Mix(n=40, where="margin > $m", params={"m": 0.3}), seed=1)
+    literal, _ = draw(demo_db, Mix(n=40, where="margin > 0.3"), seed=1)
+    assert with_param.column("qa_id").to_pylist() == literal.column("qa_id").to_pylist()
+    assert with_param.num_rows == 40 and min(with_param.column("margin").to_pylist()) > 0.3
+    result = _cli("sample", "--db", str(demo_db), "--n", "40", "--where", "margin > $m", "--param", "m=0.3",
+                  "--seed", "1", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "sampled 40 of 40 requested rows" in result.stderr
