@@ -296,6 +296,16 @@ def show(db: Path, table: str, family: str | None, where: str | None, params: tu
         click.echo(f"{len(paths)} PNG files -> {out}/")
 
 
+MAX_TIMEOUT_S = 1_000_000  # 11.6 days; thread waits overflow near 1e10 s; no --timeout: no limit
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A positive, finite number of seconds (click's FloatRange lets nan through)."""
+    if value is not None and not 0 < value <= MAX_TIMEOUT_S:
+        raise click.BadParameter(f"{value:g} is not a number of seconds in (0, {MAX_TIMEOUT_S}]")
+    return value
+
+
 @main.command()
 @click.argument("query")
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
@@ -311,9 +321,9 @@ def show(db: Path, table: str, family: str | None, where: str | None, params: tu
                    "training formats.")
 @click.option("--engine", type=click.Choice(["auto", "duckdb", "lance"]), default="auto", show_default=True,
               help="auto: plain `SELECT cols FROM t [WHERE ...] LIMIT n` slices scan Lance directly, all else DuckDB.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
-              help="Stop the query after this many seconds (one line, exit code 2) [default: no limit]. Ctrl-C stops "
-                   "any query at once (exit code 130).")
+@click.option("--timeout", type=float, callback=_seconds, default=None, metavar="SECONDS",
+              help="Stop the query after this many seconds, at most 1000000 (one line, exit code 2) [default: no "
+                   "limit]. Ctrl-C stops any query at once (exit code 130).")
 @_user_errors
 @_interruptible
 def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None, engine: str,

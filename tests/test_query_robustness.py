@@ -95,6 +95,13 @@ def test_timeout_stops_a_query_with_one_line_naming_the_option(big, cwd, engine)
                 "--format", "csv").stdout.split() == ["n", str(ROWS)]
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "1e7"])
+def test_a_timeout_must_be_a_finite_positive_number_of_seconds(big, value):
+    result = _cli("query", "SELECT 1", "--db", str(big), "--timeout", value)
+    assert result.exit_code == USER_ERROR and "Traceback" not in result.output
+    assert f"Invalid value for '--timeout': {float(value):g} is not a number of seconds in (0, 1000000]" in result.stderr
+
+
 def test_duckdb_spills_inside_the_database_and_removes_its_files(big, cwd, monkeypatch):
     setting = run_query(big, "SELECT current_setting('temp_directory') AS t").column("t")[0].as_py()
     assert Path(setting).parent == big / SPILL_FOLDER
