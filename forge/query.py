@@ -130,6 +130,8 @@ def run_query(db: Path, sql: str, params: dict[str, object] | None = None, engin
     a fraction of a second and raises KeyboardInterrupt."""
     _only_one_select(sql)
     datasets, unreadable = _open_tables(db)
+    if not datasets and unreadable:  # say why, rather than that there is nothing
+        raise ForgeError(unreadable.get("qa", next(iter(unreadable.values()))))
     if not datasets:
         raise ForgeError(f"{db}: no forge tables here; build one with `forge build SPEC --db {db}`")
     match = plain_slice(sql) if engine != "duckdb" and not params else None

@@ -194,6 +194,15 @@ def test_a_query_naming_an_unreadable_table_is_one_line(junk_db, sql, table):
     assert line.endswith("rebuild it with `forge build`, or remove the folder") and ".rs:" not in line
 
 
+@pytest.mark.parametrize("command", [["query", "SELECT count(*) FROM qa"], ["stats"], ["sample", "--n", "5", "--dry-run"]])
+def test_a_broken_qa_table_is_one_line_naming_it(tmp_path, command):
+    (tmp_path / "db" / "qa.lance" / "_versions").mkdir(parents=True)
+    (tmp_path / "db" / "qa.lance" / "_versions" / "1.manifest").write_bytes(b"garbage")
+    result = _cli(*command, "--db", str(tmp_path / "db"))
+    assert result.exit_code == USER_ERROR
+    assert _one_line(result.stderr).startswith(f"error: {tmp_path / 'db' / 'qa.lance'}: not a readable Lance table (")
+
+
 @pytest.mark.parametrize("engine", ["auto", "lance"])
 def test_a_limit_beyond_int64_on_the_lance_path_returns_every_row(big, engine):
     result = _cli("query", "SELECT qa_id FROM qa WHERE margin < 0.001 LIMIT 9223372036854775808", "--db", str(big),
