@@ -153,6 +153,12 @@ def run_query(db: Path, sql: str, params: dict[str, object] | None = None, engin
         raise ForgeError(f"query needs --param {', '.join(f'{m}=...' for m in sorted(missing))}")
     if unused:
         raise ForgeError(f"--param {', '.join(sorted(unused))}: the query has no such parameter (it uses: {', '.join(sorted(wanted)) or 'none'})")
+    return _duckdb(db, sql, params, datasets, unreadable, timeout)
+
+
+def _duckdb(db: Path, sql: str, params: dict[str, object], datasets: dict[str, lance.LanceDataset],
+            unreadable: dict[str, str], timeout: float | None) -> pa.Table:
+    """The query on a read-only DuckDB connection that sees every readable table and spills into the database."""
     with spill_folder(db) as spill:
         connection = duckdb.connect(config={**READ_ONLY, "temp_directory": str(spill)})
         try:
