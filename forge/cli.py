@@ -17,6 +17,7 @@ from forge.judge import DEFAULT_CHUNK_SIZE
 
 USER_ERROR = 2
 ENVIRONMENT_ERROR = 1  # the machine (disk full, read-only, vanished folder), not the input
+INTERRUPTED = 130  # 128 + SIGINT: what shells report for a command stopped by Ctrl-C
 SHOWN_PROBLEMS = 50  # forge export-check lists this many problems, then counts them
 TRAINING_FORMATS = ["llava", "sharegpt", "openai", "qwen", "qwen2.5", "webdataset", "parquet", "jsonl"]  # forge.export
 QUERY_EXPORTS = [f for f in TRAINING_FORMATS if f != "parquet"]  # `forge query --format parquet` writes the result as is
@@ -44,6 +45,20 @@ def _user_errors(fn):
     return wrapper
 
 
+def _interruptible(fn):
+    """Ctrl-C stops a reading command (query, show, sample, stats) with one line and exit code 130, not a
+    traceback: the engines are stopped and their spill files removed on the way out."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: forge {click.get_current_context().info_name} stopped by Ctrl-C", err=True)
+            sys.exit(INTERRUPTED)
+
+    return wrapper
+
+
 @contextmanager
 def _progress_bar(label: str, total: int, unit: str) -> Iterator[click._termui_impl.ProgressBar]:
     """A progress bar on stderr; where stderr is not a terminal (logs, CI) click prints the label once."""
@@ -62,6 +77,8 @@ BATCH_OPT = click.option("--batch-size", type=click.IntRange(1, 4096), default=N
 CONCURRENCY_OPT = click.option(
     "--concurrency", type=click.IntRange(1, 1024), default=None,
     help="Model workers per model (each takes one GPU when there are GPUs); overrides the spec's concurrency.")
+PARAM_OPT = click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+                         help="Value for a $NAME parameter in the SQL (numbers become numbers); repeat for several.")
 LIMIT_OPT = click.option("--limit", type=click.IntRange(min=1), default=None,
                          help="Use only the first N images of the source (quick trial runs).")
 
@@ -250,7 +267,9 @@ def calibrate(spec: Path, truth: Path, truth_depth_kind: str, boxes: str, target
 @click.option("--table", default="qa", show_default=True, help="QA table to read (a spec's output.table).")
 @click.option("--family", default=None, help="Show only this question family, e.g. depth_order.")
 @click.option("--where", default=None, metavar="SQL",
-              help="Extra SQL filter on qa columns, e.g. \"margin < 0.1\" or \"answer_type = 'yes_no'\".")
+              help="Extra SQL filter on qa columns, e.g. \"margin < 0.1\" or \"answer_type = 'yes_no'\"; $NAME "
+                   "placeholders take --param values.")
+@PARAM_OPT
 @click.option("--n", "count", type=click.IntRange(1, 10_000), default=24, show_default=True,
               help="Rows to render (a stable pick: the first N in qa_id order, which is a content hash).")
 @click.option("--depth", is_flag=True, help="Colour the image by the depth the build used (near bright, far dark).")
@@ -263,13 +282,15 @@ def calibrate(spec: Path, truth: Path, truth_depth_kind: str, boxes: str, target
               help="preview.html: one self-contained page with thumbnails; any other path: a folder of PNGs "
                    "(image with boxes above a caption).")
 @_user_errors
-def show(db: Path, table: str, family: str | None, where: str | None, count: int, depth: bool, masks: bool,
-         size: int, out: Path) -> None:
+@_interruptible
+def show(db: Path, table: str, family: str | None, where: str | None, params: tuple[str, ...], count: int,
+         depth: bool, masks: bool, size: int, out: Path) -> None:
     """Render QA rows onto their images: boxes with labels (a red, b blue, c green, ...), each
     object's mask, question, answer, margin, and optionally the depth map as a colour overlay."""
+    from forge.query import parse_params
     from forge.show import render, select_rows, write_html, write_pngs
 
-    rows = select_rows(db, table, family, where, count)
+    rows = select_rows(db, table, family, where, count, parse_params(params))
     with _progress_bar("rendering", len(rows), "rows") as bar:
         shown = render(rows, db, depth, size, on_row=lambda: bar.update(1), masks=masks)
     missing = [item.depth_missing for item in shown if item.depth_missing]
@@ -283,12 +304,21 @@ def show(db: Path, table: str, family: str | None, where: str | None, count: int
         click.echo(f"{len(paths)} PNG files -> {out}/")
 
 
+MAX_TIMEOUT_S = 1_000_000  # 11.6 days; thread waits overflow near 1e10 s; no --timeout: no limit
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A positive, finite number of seconds (click's FloatRange lets nan through)."""
+    if value is not None and not 0 < value <= MAX_TIMEOUT_S:
+        raise click.BadParameter(f"{value:g} is not a number of seconds in (0, {MAX_TIMEOUT_S}]")
+    return value
+
+
 @main.command()
 @click.argument("query")
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder; its tables (qa, builds, errors, ...) are visible by name.")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Value for a $NAME parameter in the query; repeat for several.")
+@PARAM_OPT
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", *QUERY_EXPORTS]),
               default="table", show_default=True,
               help="Output format; nested columns become JSON text in table and csv. The training formats "
@@ -299,12 +329,17 @@ def show(db: Path, table: str, family: str | None, where: str | None, count: int
                    "training formats.")
 @click.option("--engine", type=click.Choice(["auto", "duckdb", "lance"]), default="auto", show_default=True,
               help="auto: plain `SELECT cols FROM t [WHERE ...] LIMIT n` slices scan Lance directly, all else DuckDB.")
+@click.option("--timeout", type=float, callback=_seconds, default=None, metavar="SECONDS",
+              help="Stop the query after this many seconds, at most 1000000 (one line, exit code 2) [default: no "
+                   "limit]. Ctrl-C stops any query at once (exit code 130).")
 @_user_errors
-def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None, engine: str) -> None:
+@_interruptible
+def query(query: str, db: Path, params: tuple[str, ...], fmt: str, out: Path | None, engine: str,
+          timeout: float | None) -> None:
     """Run SQL (QUERY text or a .sql file, e.g. queries/per_family_counts.sql) over a forge database."""
     from forge.query import parse_params, read_query, run_query, write_result
 
-    result = run_query(db, read_query(query), parse_params(params), engine=engine)
+    result = run_query(db, read_query(query), parse_params(params), engine=engine, timeout=timeout)
     if fmt in QUERY_EXPORTS:
         from forge.export import export
 
@@ -348,7 +383,9 @@ def _echo_export(result) -> None:
 @click.option("--n", "n", type=click.IntRange(min=1), default=None,
               help="Total rows, shared by the family weights; alone, shared equally by every family in the table.")
 @click.option("--stratify", default=None, help="Comma-separated columns whose value combinations get equal shares, e.g. answer,template_id.")
-@click.option("--where", default=None, help="SQL filter on qa rows, e.g. \"margin > 0.2\".")
+@click.option("--where", default=None,
+              help="SQL filter on qa rows, e.g. \"margin > 0.2\"; $NAME placeholders take --param values.")
+@PARAM_OPT
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Only rows of this split (by image: 90/5/5 unless the mix file says otherwise).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row order inside each cell.")
@@ -375,12 +412,14 @@ def _echo_export(result) -> None:
               help="openai: each image inline as a base64 data URL, or as its path in the export folder.")
 @click.option("--dry-run", is_flag=True, help="Print the mixture (rows per family, split and answer) and write nothing.")
 @_user_errors
+@_interruptible
 def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: tuple[str, ...], n: int | None,
-           stratify: str | None, where: str | None, split: str | None, seed: int, fmt: str, out: Path | None,
-           images: str, image_root: Path | None, turns: int, qwen_max_pixels: int, qwen_min_pixels: int,
+           stratify: str | None, where: str | None, params: tuple[str, ...], split: str | None, seed: int, fmt: str,
+           out: Path | None, images: str, image_root: Path | None, turns: int, qwen_max_pixels: int, qwen_min_pixels: int,
            openai_images: str, dry_run: bool) -> None:
     """Draw a balanced, deterministic training mixture from the qa table and export it as a folder a
     trainer can use as it is."""
+    from forge.query import parse_params
     from forge.sample import Mix, draw, load_mix, mixture_lines
 
     if not dry_run:
@@ -395,6 +434,7 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     mix.n = n if n is not None else mix.n
     mix.stratify = stratify.split(",") if stratify else mix.stratify
     mix.where = where or mix.where
+    mix.params = parse_params(params)
     mix.split = split or mix.split
     table, report = draw(db, mix, seed)
     for line in report.lines():
@@ -436,6 +476,7 @@ def export_check(folder: Path) -> None:
 @click.option("--db", type=click.Path(file_okay=False, path_type=Path), default=Path("forge.lancedb"),
               show_default=True, help="LanceDB database folder to describe.")
 @_user_errors
+@_interruptible
 def stats(db: Path) -> None:
     """Rows per family, answer types, answer positions and answers, and the last build's funnel."""
     from forge.stats import stats_lines

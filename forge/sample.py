@@ -39,6 +39,7 @@ class Mix:
     n: int | None = None
     stratify: list[str] = field(default_factory=list)
     where: str | None = None
+    params: dict[str, object] = field(default_factory=dict)  # values of the $name placeholders in `where`
     split: str | None = None
     splits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
 
@@ -157,7 +158,8 @@ def draw(db: Path, mix: Mix, seed: int) -> tuple[pa.Table, SampleReport]:
     where = f"WHERE {mix.where}" if mix.where else ""
     candidates = pl.from_arrow(run_query(db, (
         f"SELECT CAST(qa_id AS UBIGINT) AS qid, {IMAGE_POSITION_SQL} AS image_position, "
-        f"hash(image_id, question) AS same_question, family{', ' + strata if strata else ''} FROM qa {where}")))
+        f"hash(image_id, question) AS same_question, family{', ' + strata if strata else ''} FROM qa {where}"),
+        mix.params))
     if mix.split is not None:
         candidates = candidates.filter(split_expr(mix.splits, pl.col("image_position")) == mix.split)
     mixer = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64

@@ -34,15 +34,23 @@ class Shown:
     depth_missing: str | None = None  # why no depth overlay was drawn when one was asked for
 
 
-def select_rows(db: Path, table: str, family: str | None, where: str | None, n: int) -> list[dict]:
-    """Up to n rows in qa_id order (a content hash: a stable, well-mixed pick), filtered."""
+def select_rows(db: Path, table: str, family: str | None, where: str | None, n: int,
+                params: dict[str, object] | None = None) -> list[dict]:
+    """Up to n rows in qa_id order (a content hash: a stable, well-mixed pick), filtered; `params` fill the
+    $name placeholders of `where` (--param)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
         raise ForgeError(f"--table {table!r}: a table name is letters, digits and _")
-    filters = ["family = $family"] if family else []
+    params, filters = dict(params or {}), []
+    if family:
+        if "family" in params:
+            raise ForgeError("--param family: --family already sets $family; give one of them")
+        params["family"] = family
+        filters.append("family = $family")
     if where:
         filters.append(f"({where})")
-    sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(filters) if filters else "") + " ORDER BY qa_id LIMIT $n"
-    rows = run_query(db, sql, {"n": n, **({"family": family} if family else {})}, engine="duckdb").to_pylist()
+    sql = (f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(filters) if filters else "")
+           + f" ORDER BY qa_id LIMIT {int(n)}")
+    rows = run_query(db, sql, params, engine="duckdb").to_pylist()
     if not rows:
         what = " and ".join(x for x in (f"--family {family}" if family else "", f"--where {where!r}" if where else "") if x)
         raise ForgeError(f"{db}: no rows in table {table!r}" + (f" match {what}" if what else "")
