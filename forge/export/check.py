@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from forge.errors import ForgeError
-from forge.sources.decoding import UNREADABLE
+from forge.sources.decoding import UNREADABLE, reason
 from forge.export import FORMATS, INDEX, MANIFEST
 from forge.export.reading import ReadSample, Unreadable
 from forge.export.samples import ExportOptions
@@ -51,7 +51,7 @@ def _open(image: Path | bytes) -> tuple[int, int] | str:
                 return "carries an EXIF rotation a trainer will not apply"
             return img.size
     except UNREADABLE as exc:  # what PIL raises on a broken file, the trainer's loader raises too
-        return f"does not open ({type(exc).__name__}: {exc})"
+        return f"does not open ({type(exc).__name__}: {reason(exc)})"
 
 
 def _index_row(line: str) -> dict:

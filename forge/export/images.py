@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from forge.errors import ForgeError
 from forge.sources import tables, webdataset
-from forge.sources.decoding import UNREADABLE
+from forge.sources.decoding import UNREADABLE, reason
 from forge.sources.reading import read
 from forge.sources.uris import REMOTE
 
@@ -86,7 +86,7 @@ class ImageWriter:
                 buffer = io.BytesIO()
                 picture.save(buffer, format="JPEG" if ext == "jpg" else "PNG", quality=95)
         except UNREADABLE as exc:
-            raise ForgeError(f"cannot read image {uri} for the export: {exc} (moved or deleted since the build?)") from None
+            raise ForgeError(f"cannot read image {uri} for the export: {reason(exc)} (moved or deleted since the build?)") from None
         return self._write(image_id, ext, buffer.getvalue())
 
     def _need_files(self, uri: str, why: str) -> None:

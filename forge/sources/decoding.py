@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 
 import numpy as np
@@ -23,6 +24,15 @@ _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 UNREADABLE: tuple[type[BaseException], ...] = (
     OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError,
     Image.DecompressionBombError)
+
+
+def reason(exc: BaseException) -> str:
+    """What is wrong with an unreadable file, in words that are the same on every run (PIL names the
+    in-memory buffer it read by its address, which would make errors rows differ from run to run)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+    return text or type(exc).__name__
 
 
 def check_size(img: Image.Image) -> None:

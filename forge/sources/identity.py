@@ -14,7 +14,7 @@ import numpy as np
 from daft import DataFrame, DataType, Series, col
 from PIL import Image
 
-from forge.sources.decoding import UNREADABLE, check_size, oriented_size
+from forge.sources.decoding import UNREADABLE, check_size, oriented_size, reason
 from forge.sources.exif import exif_focal
 from forge.sources.reading import Downloads
 
@@ -37,7 +37,7 @@ def _identify(path: str, downloads: Downloads) -> dict:
             width, height = oriented_size(img)
             focal = exif_focal(img)
     except UNREADABLE as exc:
-        return {**UNREAD, "error": f"cannot read image: {exc}"}
+        return {**UNREAD, "error": f"cannot read image: {reason(exc)}"}
     if width < 1 or height < 1:
         return {**UNREAD, "error": f"image has no pixels ({width}x{height})"}
     return {"image_id": content_id(data), "width": width, "height": height, "exif_fx": focal[0] if focal else None,
