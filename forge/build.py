@@ -31,7 +31,7 @@ from forge.judge.verify import funnel_lines
 from forge.perception.depth_stats import MAX_OBJECTS
 from forge.perception.model_perceiver import ModelPerceiver, ModelRunStats
 from forge.perception.perceivers import Perceiver, perceiver_for
-from forge.perception.tasks import RunOptions, tasks_of
+from forge.perception.tasks import RunOptions, model_tasks
 from forge.perception.table import RECORD_POLARS, RecordTable
 from forge.progress import ProgressFactory, Stage, StageTimes, no_progress
 from forge.runner import judge_workers
@@ -107,7 +107,7 @@ def _check_models(loaded: LoadedSpec, options: RunOptions, echo: Callable[[str],
         import udfs.grounding  # noqa: F401
         from udfs.loading import resolve_model
 
-        for _, model in tasks_of(perception).values():
+        for _, model in model_tasks(perception).values():
             resolve_model(model.model, options.offline, echo)
         if perception.segmentation is not None:
             from transformers import AutoConfig
@@ -312,6 +312,8 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         perceiver = perceiver_for(loaded, seed, limit, options)
         source = spec.source
         table = RecordTable.open(loaded.resolve(source.path)) if isinstance(source, RecordsSource) else None
+        if perceiver is not None:
+            perceiver.inputs(Path(db), progress, echo)
         store = Store(db)  # only once the inputs are known to be readable
         key = _build_key(loaded, seed, limit, chunk_size, options, table, perceiver)
     with store.build_lock(spec.name, echo):  # builds into one database run one at a time

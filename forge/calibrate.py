@@ -30,12 +30,13 @@ from forge.judge.chunk import Judge
 from forge.judge.objects import OBJECT_COLUMNS, chunk_objects
 from forge.judge.shapes import Truth
 from forge.judge.verify import MARGIN_RULE
-from forge.perception.annotations import DEPTH_SUFFIX, perceive_annotations, read_instances
+from forge.perception.annotations import DEPTH_SUFFIX, check_image, perceive_annotations
 from forge.perception.records import LIFTED_FIELDS, RECORD_SCHEMA, Detection, image_record, measured_objects
 from forge.perception.table import RECORD_POLARS
 from forge.perception.tasks import RunOptions
+from forge.sources.annotated import stage
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import AnnotationsSource, ImagesSource, ModelsPerception
+from forge.spec.schema import AnnotationGrounding, AnnotationsSource, ImagesSource, ModelsPerception
 
 MATCH_IOU = 0.5
 TRUTH_FIELDS = ("x1", "y1", "x2", "y2", "depth", "depth_spread", "occlusion", "depth_source", "mask", *LIFTED_FIELDS)
@@ -67,11 +68,12 @@ class TruthSet:
                                      images=str(folder / "images"), depth=str(folder / "depth"),
                                      depth_format=formats[0], depth_kind=depth_kind))
 
-    def records(self, loaded: LoadedSpec) -> pl.DataFrame:
-        """The true perception records: annotated boxes, depth over each mask (else the occlusion-aware box)."""
+    def records(self, loaded: LoadedSpec, db: Path) -> pl.DataFrame:
+        """The true perception records: annotated boxes, depth over each mask (else the occlusion-aware box);
+        the truth's annotations are staged in `db` (once per file)."""
         objects = loaded.spec.objects.model_copy(update={"depth_from": "auto"})
-        index = read_instances(Path(self.source.instances))
-        return _collect(perceive_annotations(self.source, Path("/"), objects, index))
+        annotated = stage(self.source, Path("/"), db, check_image)
+        return _collect(perceive_annotations(self.source, Path("/"), objects, annotated.read(0, annotated.rows)))
 
 
 def _collect(frame) -> pl.DataFrame:
@@ -99,6 +101,7 @@ def perceived_records(loaded: LoadedSpec, truth: TruthSet, truth_records: pl.Dat
         from forge.perception.perceivers import AnnotationPerceiver
 
         perceiver = AnnotationPerceiver(loaded, None)
+        perceiver.inputs(db)
         records = _collect(perceiver.records(0, perceiver.items))
     else:
         from forge.perception.table import RecordTable
@@ -122,17 +125,24 @@ def _model_records(loaded: LoadedSpec, truth: TruthSet, truth_records: pl.DataFr
     from forge.perception.tasks import TASKS, perception_label
     from forge.store import Store
 
-    source = ImagesSource(kind="images", path=truth.source.images)
-    on_truth = LoadedSpec(loaded.spec.model_copy(update={"source": source}), loaded.path, loaded.spec_hash)
+    perception = loaded.spec.perception
+    assert isinstance(perception, ModelsPerception)
+    update: dict = {"source": ImagesSource(kind="images", path=truth.source.images)}
+    if isinstance(perception.grounding, AnnotationGrounding):  # the truth's own boxes, with the spec's models
+        from forge.sources.annotated import fingerprint
+
+        grounding = perception.grounding.model_copy(update={"fingerprint": fingerprint(truth.source, Path("/"))})
+        update = {"source": truth.source, "perception": perception.model_copy(update={"grounding": grounding})}
+        boxes = "perceived"
+    on_truth = LoadedSpec(loaded.spec.model_copy(update=update), loaded.path, loaded.spec_hash)
     perceiver = ModelPerceiver(on_truth, options, None)
     store = Store(db)
     with store.build_lock(f"{loaded.spec.name} (forge calibrate)", lambda m: print(m, file=sys.stderr)), \
             tempfile.TemporaryDirectory(dir=store.path) as index:
+        perceiver.inputs(db)
         perceiver.prepare(store, Path(index))  # writes the perception cache: never at the same time as a build
         if boxes == "perceived":
             return _collect(perceiver.records(0, perceiver.items))
-    perception = loaded.spec.perception
-    assert isinstance(perception, ModelsPerception)
     key = TASKS["depth"].cache_key(perception)
     ids = truth_records["image_id"].drop_nulls().to_list()
     cached_maps = PerceptionCache(store).frame(TASKS["depth"].table, key).where(daft.col("image_id").is_in(ids))
@@ -351,7 +361,7 @@ def _percent(value: float | None) -> str:
 
 def calibrate(loaded: LoadedSpec, truth: TruthSet, db: Path, target: float = 0.01, boxes: str = "perceived",
               min_iou: float = MATCH_IOU, min_kept: int = 30, options: RunOptions = RunOptions()) -> Calibration:
-    truth_records = truth.records(loaded)
+    truth_records = truth.records(loaded, db)
     usable = truth_records.filter(pl.col("error").is_null())["image_id"].implode()
     perceived = perceived_records(loaded, truth, truth_records, boxes, db, options)
     perceived = perceived.filter(pl.col("image_id").is_in(usable))  # no truth, nothing to say right or wrong

@@ -98,18 +98,23 @@ def main() -> None:
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_user_errors
 def validate(specs: tuple[Path, ...]) -> None:
-    """Check SPECS for mistakes without running anything; print one line per problem."""
-    from forge.spec.load import load_spec
+    """Check SPECS for mistakes without running anything; print one line per problem. An annotations
+    source's label map is checked against the dataset's categories (read, streaming, from its file)."""
+    from forge.spec.load import dataset_problems, load_spec
 
     problems: list[str] = []
     for path in specs:
         try:
             loaded = load_spec(path)
+            found = dataset_problems(loaded)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
         except ForgeError as exc:
             problems.append(str(exc))
+            continue
+        if found:
+            problems.extend(found)
             continue
         families = ", ".join(f.name for f in loaded.spec.families)
         click.echo(f"{path}: ok (spec {loaded.spec.name}, hash {loaded.spec_hash}, source {loaded.spec.source.kind}, families: {families})")

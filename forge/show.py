@@ -124,7 +124,8 @@ Box = tuple[float, float, float, float]
 
 class MaskSource(BuildLookup):
     """Finds each named object's mask, as its build measured depth over it: the scene's visible
-    pixels, the annotation's `segmentation`, or the cached segmentation of model builds."""
+    pixels, the annotation's `segmentation`, or the cached masks of model builds (an annotation's own, else
+    the segmenter's)."""
 
     def __call__(self, row: dict, scene) -> list[np.ndarray | None]:
         """One mask or None per named object; a mask that cannot be found (the spec moved, the cache was
@@ -142,37 +143,35 @@ class MaskSource(BuildLookup):
             return _by_box(row, known)
         if row["perception"] == "annotations":
             return self._annotated(row)
-        if ";segmentation=" in row["perception"]:
+        if row["perception"].startswith("depth="):
             return self._cached(row)
         return [None] * len(row["objects"])
 
     def _annotated(self, row: dict) -> list[np.ndarray | None]:
-        from forge.perception.annotations import read_instances
+        """The masks an annotation build read, from its staged annotation table (staged again if gone)."""
+        from forge.perception.annotations import check_image, detections
         from forge.perception.masks import decode
+        from forge.sources.annotated import stage
 
         spec = self._spec(row["spec_name"])
         if spec is None:
             return [None] * len(row["objects"])
         source = spec.spec.source
-        name = Path(os.path.relpath(row["image_uri"], spec.resolve(source.images))).as_posix()
-        entries = [e for e in self._instances(spec.resolve(source.instances), read_instances)
-                   if Path(e["file_name"]).as_posix() == name]
-        if not entries:
-            return [None] * len(row["objects"])
-        entry = entries[0]
-        width, height = entry["width"], entry["height"]
-        known = []
-        for ann in entry["annotations"]:
-            x, y, w, h = ann["bbox"]
-            box = (max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0))
-            known.append((box, decode(ann["mask"], height, width) if ann["mask"] is not None else None))
-        return _by_box(row, known)
-
-    def _instances(self, path: Path, read) -> list[dict]:
-        key = f"instances:{path}"
+        key = f"annotations:{spec.path}"
         if key not in self._specs:
-            self._specs[key] = read(path)
-        return self._specs[key]
+            self._specs[key] = stage(source, spec.base_dir, self.db, check_image)
+        name = Path(os.path.relpath(row["image_uri"], spec.resolve(source.images))).as_posix()
+        entry = self._specs[key].find(name)
+        if entry is None:
+            return [None] * len(row["objects"])
+        width, height = entry["width"], entry["height"]
+        if width is None:
+            width, height = _picture_size(row["image_uri"])
+        try:
+            found = detections(entry["objects"], height, width)
+        except ValueError:  # a mask that does not fit: that image was never asked about
+            return [None] * len(row["objects"])
+        return _by_box(row, [(d.box, decode(d.mask, height, width) if d.mask is not None else None) for d in found])
 
     def _cached(self, row: dict) -> list[np.ndarray | None]:
         from forge.perception.masks import decode
@@ -180,10 +179,10 @@ class MaskSource(BuildLookup):
 
         spec = self._spec(row["spec_name"])
         perception = spec.spec.perception if spec is not None else None
-        if perception is None or getattr(perception, "segmentation", None) is None:
+        if perception is None or perception.kind != "models":
             return [None] * len(row["objects"])
         found = {}
-        for name in ("grounding", "segmentation"):
+        for name in ("grounding", "segmentation") if perception.segmentation is not None else ("grounding",):
             task = TASKS[name]
             if not (self.db / f"{task.table}.lance").is_dir():
                 return [None] * len(row["objects"])
@@ -193,20 +192,22 @@ class MaskSource(BuildLookup):
                 return [None] * len(row["objects"])
             found[name] = rows[0]
         width, height = _picture_size(row["image_uri"])
-        known = [((d["x1"], d["y1"], d["x2"], d["y2"]), decode(m, height, width) if m is not None else None)
-                 for d, m in zip(found["grounding"]["detections"], found["segmentation"]["masks"])]
+        detections = found["grounding"]["detections"]
+        masks = found["segmentation"]["masks"] if "segmentation" in found else [None] * len(detections)
+        known = [((d["x1"], d["y1"], d["x2"], d["y2"]), decode(d["mask"] or m, height, width) if d["mask"] or m else None)
+                 for d, m in zip(detections, masks)]  # an annotation's own mask first, as the build measured
         return _by_box(row, known)
 
 
 def _picture_size(uri: str) -> tuple[int, int]:
-    from forge.sources.decoding import UNREADABLE, oriented_size
+    from forge.sources.decoding import UNREADABLE, oriented_size, reason
     from forge.sources.reading import read
 
     try:
         with Image.open(io.BytesIO(read(uri))) as img:
             return oriented_size(img)
     except UNREADABLE as exc:
-        raise ForgeError(f"cannot read image {uri}: {exc} (moved or deleted since the build?)") from None
+        raise ForgeError(f"cannot read image {uri}: {reason(exc)} (moved or deleted since the build?)") from None
 
 
 def _by_box(row: dict, known: list[tuple[Box, np.ndarray | None]]) -> list[np.ndarray | None]:
@@ -226,13 +227,13 @@ def load_image(uri: str, size: int = THUMB_LONG_SIDE):
 
         scene = render_uri(uri)
         return Image.fromarray(scene.rgb), scene
-    from forge.sources.decoding import UNREADABLE, decode
+    from forge.sources.decoding import UNREADABLE, decode, reason
     from forge.sources.reading import read
 
     try:
         image, _ = decode(read(uri), size)
     except UNREADABLE as exc:
-        raise ForgeError(f"cannot read image {uri}: {exc} (moved or deleted since the build?)") from None
+        raise ForgeError(f"cannot read image {uri}: {reason(exc)} (moved or deleted since the build?)") from None
     return image, None
 
 

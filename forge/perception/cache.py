@@ -34,6 +34,9 @@ DEPTH_SCHEMA = pa.schema([
 DETECTION_TYPE = pa.struct([
     pa.field("label", pa.string()), pa.field("score", pa.float64()),
     pa.field("x1", pa.float64()), pa.field("y1", pa.float64()), pa.field("x2", pa.float64()), pa.field("y2", pa.float64()),
+    # from an annotations source (`grounding: annotations`); null from a detector
+    pa.field("annotation_id", pa.string()), pa.field("crowd", pa.bool_()), pa.field("depiction", pa.bool_()),
+    pa.field("truncated", pa.bool_()), pa.field("mask", pa.string()),  # the annotation's mask: RLE counts at the image's size
 ])
 DETECTIONS_SCHEMA = pa.schema([
     pa.field("image_id", pa.string()),
@@ -47,7 +50,7 @@ MASKS_SCHEMA = pa.schema([
 ])
 SCHEMAS = {DEPTH_TABLE: DEPTH_SCHEMA, DETECTIONS_TABLE: DETECTIONS_SCHEMA, MASKS_TABLE: MASKS_SCHEMA}
 
-CACHE_FORMAT = 2  # bump when what is cached changes meaning
+CACHE_FORMAT = 3  # bump when what is cached changes meaning
 
 
 def model_fingerprint(model: str) -> str:
@@ -77,11 +80,18 @@ class PerceptionCache:
     def __init__(self, store: Store):
         self.store = store
 
+    def _table(self, table: str):
+        """The cache table; one an older forge wrote with other columns is dropped (its keys, made under an
+        older CACHE_FORMAT, would never be read again)."""
+        if table in self.store.db.list_tables().tables and self.store.db.open_table(table).schema != SCHEMAS[table]:
+            self.store.db.drop_table(table)
+        return self.store.table(table, SCHEMAS[table])
+
     def cached_keys(self, table: str, key: str) -> np.ndarray:
         """The image keys (`image_keys`: 8 bytes each) of the images cached under `key`, read a batch at a time."""
         if table not in self.store.db.list_tables().tables:
             return np.zeros(0, dtype=np.uint64)
-        dataset = self.store.table(table, SCHEMAS[table]).to_lance()
+        dataset = self._table(table).to_lance()
         parts = [image_keys(pl.Series(batch.column(0))).to_numpy()
                  for batch in dataset.to_batches(columns=["image_id"], filter=f"key = '{key}'") if batch.num_rows]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
@@ -89,11 +99,11 @@ class PerceptionCache:
     def add(self, table: str, rows: pa.Table) -> None:
         """Upsert rows on (image_id, key): one row per image and key, the latest run wins."""
         if rows.num_rows:
-            target = self.store.table(table, SCHEMAS[table])
+            target = self._table(table)
             merge = target.merge_insert(["image_id", "key"]).when_matched_update_all().when_not_matched_insert_all()
             merge.execute(rows.cast(SCHEMAS[table]))
 
     def frame(self, table: str, key: str) -> daft.DataFrame:
         """Lazy cached rows for one key, for joining with the images of a build."""
-        self.store.table(table, SCHEMAS[table])
+        self._table(table)
         return daft.read_lance(str(self.store.path / f"{table}.lance")).where(daft.col("key") == key).exclude("key")

@@ -9,6 +9,12 @@ these same steps (`ModelPerceiver.plans`).
 
 Memory follows the window, plus 8 bytes per distinct image per task (`KeySet`): what lets an image
 met again in a later window, or in a later build, be served from the cache instead of re-run.
+
+With `grounding: annotations` the source is an annotated dataset, staged once into a per-image table
+(`forge.sources.annotated`); each window's boxes are put into the detections cache under the annotation
+files' fingerprint instead of running a detector, and the models that remain (depth, segmentation
+prompted by those boxes) run as for any source. The window's annotated size, camera, gravity and
+non-exhaustive labels go into its index beside the images.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import daft
 import numpy as np
@@ -27,23 +34,28 @@ from daft import DataFrame, col
 
 from forge.judge import DEFAULT_CHUNK_SIZE
 from forge.judge.hashing import image_keys
-from forge.perception.cache import SCHEMAS, PerceptionCache
+from forge.perception.annotations import cached_detections, check_image, shape_problem
+from forge.perception.cache import DETECTIONS_TABLE, SCHEMAS, PerceptionCache
 from forge.perception.models import records, run_models
 from forge.perception.records import PERCEIVED_TYPE, failed
-from forge.perception.tasks import TASKS, RunOptions, perception_label, tasks_of
+from forge.perception.tasks import TASKS, RunOptions, model_tasks, perception_label, tasks_of
 from forge.progress import ProgressFactory, StageTimes, no_progress
-from forge.sources import Entry, listing
+from forge.sources import Entry, Listing, listing
+from forge.sources.annotated import AnnotatedImages, stage
 from forge.sources.identity import KeySet, identify
 from forge.spec.load import LoadedSpec
 from forge.staging import write_checked
-from forge.spec.schema import IMAGE_SOURCES, ModelsPerception
+from forge.spec.schema import IMAGE_SOURCES, AnnotationsSource, ModelsPerception
 from forge.store import Store
 
 IMAGE_COLUMNS = ("path", "image_id", "width", "height")  # what the models read
-RECORD_INPUTS = (*IMAGE_COLUMNS, "exif_fx", "exif_fy", "meta", "order")  # what a record is made from beside the cache
+ANNOTATED = ("annotated_width", "annotated_height", "extras", "not_exhaustive")  # what an annotated image's entry says
+RECORD_INPUTS = (*IMAGE_COLUMNS, "exif_fx", "exif_fy", "meta", *ANNOTATED, "order")  # a record's inputs beside the cache
 INDEX_SCHEMA = pa.schema([("path", pa.string()), ("image_id", pa.string()), ("width", pa.int64()),
                           ("height", pa.int64()), ("exif_fx", pa.float64()), ("exif_fy", pa.float64()),
-                          ("error", pa.string()), ("meta", pa.string())])
+                          ("error", pa.string()), ("meta", pa.string()), ("annotated_width", pa.int64()),
+                          ("annotated_height", pa.int64()), ("extras", pa.string()),
+                          ("not_exhaustive", pa.list_(pa.string()))])
 DOWNLOADS = ".forge-downloads"  # in the database folder: a window's downloaded images until its models have run
 
 
@@ -70,12 +82,14 @@ class ModelPerceiver:
 
     def __init__(self, loaded: LoadedSpec, options: RunOptions, limit: int | None):
         spec = loaded.spec
-        assert isinstance(spec.source, IMAGE_SOURCES)
+        assert isinstance(spec.source, (*IMAGE_SOURCES, AnnotationsSource))
         assert isinstance(spec.perception, ModelsPerception)
         self.loaded, self.options, self.limit = loaded, options, limit
         self.store: Store | None = None  # the perception cache's database, from `prepare`
         self.perception = spec.perception
-        self.listing = listing(spec.source, loaded.base_dir)
+        self.annotated: AnnotatedImages | None = None  # an annotations source's staged table, from `inputs`
+        self.listing: Listing | None = (None if isinstance(spec.source, AnnotationsSource)
+                                        else listing(spec.source, loaded.base_dir))
         self.stats = ModelRunStats()
         self.index: list[str] = []  # the staged index files, one per window, from `prepare`
         self.keys = {name: task.cache_key(self.perception) for name, (task, _) in tasks_of(self.perception).items()}
@@ -117,19 +131,38 @@ class ModelPerceiver:
     def plans(self) -> list[tuple[str, DataFrame]]:
         """The plans a build runs for each window, in order (`forge explain`; shown on the first window):
         models for images the cache lacks (here: every task, as on an empty cache), then the records
-        read back from the cache."""
-        first = next(self.listing.windows(self.WINDOW, self.limit))
+        read back from the cache. An annotations source is not staged to explain it: its plans are shown
+        over no images."""
+        first = next(self.listing.windows(self.WINDOW, self.limit)) if self.listing is not None else []
         identified = identify([uri for uri, _ in first]).where(col("error").is_null())
         images = identified.select(*IMAGE_COLUMNS)
-        with_meta = identified.with_columns({"meta": daft.lit(None).cast(daft.DataType.string()), "order": daft.lit(0)})
-        return [("models, on the images of a window the perception cache lacks", self.model_plan(images, tuple(self.keys))),
+        absent = {name: daft.lit(None).cast(daft.DataType.from_arrow_type(INDEX_SCHEMA.field(name).type))
+                  for name in ("meta", *ANNOTATED)}
+        with_meta = identified.with_columns({**absent, "order": daft.lit(0)})
+        run = tuple(model_tasks(self.perception))
+        title = f"models ({', '.join(run)}), on the images of a window the perception cache lacks"
+        given = [TASKS[name].title for name in self.keys if name not in run]
+        if given:
+            title += f"; {', '.join(given)}: the annotations' boxes, put into the cache as they are (no model)"
+        return [(title, self.model_plan(images, run)),
                 ("records, read back from the perception cache a chunk at a time", self.records_plan(with_meta))]
+
+    def inputs(self, db: Path, progress: ProgressFactory = no_progress,
+               echo: Callable[[str], None] = lambda _: None) -> None:
+        """An annotations source is staged into `db` (once per annotation file and label rules), said in a
+        line to `echo`, and listed from its staged table."""
+        source = self.loaded.spec.source
+        if isinstance(source, AnnotationsSource):
+            self.annotated = stage(source, self.loaded.base_dir, db, check_image, progress)
+            self.listing = self.annotated.listing()
+            echo(self.annotated.line())
 
     def prepare(self, store: Store, folder: Path, window: int = WINDOW, progress: ProgressFactory = no_progress,
                 stages: StageTimes | None = None) -> None:
         """Walk the source `window` images at a time: identify them, run each model on the images it
         has not seen (cached per batch), stage the window's index in `folder`. Windows staged there by
         an interrupted run are kept. Times the `identify` and `models` stages into `stages`."""
+        assert self.listing is not None, "inputs first"
         self.store = store
         stages = stages if stages is not None else StageTimes()
         cache = PerceptionCache(store)
@@ -145,7 +178,7 @@ class ModelPerceiver:
             for number, entries in enumerate(self.listing.windows(window, self.limit)):
                 target = folder / f"{number:06d}.parquet"
                 if not target.exists():
-                    index = self._window(entries, cache, have, stages, bar)
+                    index = self._window(entries, number * window, cache, have, stages, bar)
                     write_checked(target, lambda tmp, table=index: pq.write_table(table, tmp), folder.parent)
                 else:  # staged by an interrupted run of this build (same cache keys), which ran the models
                     readable = pl.read_parquet(target, columns=["image_id"])["image_id"].is_not_null().sum()
@@ -155,9 +188,10 @@ class ModelPerceiver:
                 self.index.append(str(target))
                 self.stats.records += len(entries)  # an index row per listed image, readable or not
 
-    def _window(self, entries: list[Entry], cache: PerceptionCache, have: dict[str, KeySet], stages: StageTimes,
-                bar) -> pa.Table:
-        """Identify a window's images and run the models it needs; its index (`INDEX_SCHEMA`)."""
+    def _window(self, entries: list[Entry], start: int, cache: PerceptionCache, have: dict[str, KeySet],
+                stages: StageTimes, bar) -> pa.Table:
+        """Identify a window's images (items `start`... of the source) and run the models it needs; its
+        index (`INDEX_SCHEMA`)."""
         self.downloads = str(self.store.path / DOWNLOADS)  # a rerun after a crash finds what was fetched
         with stages.stage("identify") as stage:
             found = pa.concat_tables(pa.Table.from_batches([batch]) for batch in
@@ -166,6 +200,7 @@ class ModelPerceiver:
         rows = found.to_pylist()
         if [row["path"] for row in rows] != [uri for uri, _ in entries]:  # metadata is matched to rows by position
             raise RuntimeError("identify returned the window's images in another order")
+        given = self._annotated(rows, start)
         unique: dict[str, dict] = {}
         for row in rows:
             if row["error"] is None:
@@ -173,14 +208,16 @@ class ModelPerceiver:
         ids = list(unique)
         keys = image_keys(pl.Series(ids, dtype=pl.String)).to_numpy() if ids else np.zeros(0, dtype=np.uint64)
         cached = {name: have[name].has(keys) for name in self.keys}
+        ran = dict(self.stats.run)
+        broken: dict[str, str] = {}
+        if given is not None:
+            broken = self._given_boxes(rows, given, ids, keys, cached, cache, have)
         groups: dict[tuple[str, ...], list[int]] = {}
         for i in range(len(ids)):
             tasks = tuple(name for name in self.keys if not cached[name][i])
-            if tasks:
+            if tasks and ids[i] not in broken:
                 groups.setdefault(tasks, []).append(i)
         bar.update(len(rows) - sum(len(members) for members in groups.values()))
-        broken: dict[str, str] = {}
-        ran = dict(self.stats.run)
         with stages.stage("models") as stage:
             for tasks, members in sorted(groups.items()):
                 images = daft.from_pylist([{k: unique[ids[i]][k] for k in IMAGE_COLUMNS} for i in members])
@@ -198,10 +235,56 @@ class ModelPerceiver:
         for name in self.keys:  # run + cached = the readable images: copies and earlier images were served from the cache
             self.stats.cached[name] += readable - (self.stats.run[name] - ran[name])
         metas = [_json(meta) for _, meta in entries]
+        annotated = {name: [entry[name] for entry in given] if given is not None else [None] * len(rows)
+                     for name in ANNOTATED}
         return pa.table({"path": found.column("path"), "image_id": [None if e else r["image_id"] for e, r in zip(errors, rows)],
                          "width": found.column("width"), "height": found.column("height"),
                          "exif_fx": found.column("exif_fx"), "exif_fy": found.column("exif_fy"), "error": errors,
-                         "meta": metas}, schema=INDEX_SCHEMA)
+                         "meta": metas, **annotated}, schema=INDEX_SCHEMA)
+
+    def _annotated(self, rows: list[dict], start: int) -> list[dict] | None:
+        """The annotations of a window's images (rows `start`... of the staged table, as the listing gave
+        them), with what their entries say (`ANNOTATED`); an image of another shape than its annotation
+        states gets its error. None for sources without annotations."""
+        if self.annotated is None:
+            return None
+        given = self.annotated.read(start, start + len(rows)).to_pylist()
+        for row, entry in zip(rows, given, strict=True):
+            if row["path"] != self.annotated.uri(entry["file_name"]):
+                raise RuntimeError("the staged annotation table and its listing disagree")
+            entry.update(annotated_width=entry["width"], annotated_height=entry["height"])
+            if row["error"] is None and entry["width"] is not None:
+                row["error"] = shape_problem((row["width"], row["height"]), (entry["width"], entry["height"]))
+        return given
+
+    def _given_boxes(self, rows: list[dict], given: list[dict], ids: list[str], keys: np.ndarray,
+                     cached: dict[str, np.ndarray], cache: PerceptionCache, have: dict[str, KeySet]) -> dict[str, str]:
+        """Put the annotated objects of the window's images that the cache lacks into the detections cache,
+        where a detector's would go (`grounding: annotations`); image id -> why, for an image whose
+        annotation does not fit it (a mask of another size)."""
+        first: dict[str, tuple[dict, dict]] = {}
+        for row, entry in zip(rows, given):
+            if row["error"] is None:
+                first.setdefault(row["image_id"], (row, entry))  # the copy that is perceived
+        stored: list[int] = []
+        boxes: list[list[dict]] = []
+        broken: dict[str, str] = {}
+        for i in np.flatnonzero(~cached["grounding"]):
+            row, entry = first[ids[i]]
+            real = (row["width"], row["height"])
+            try:
+                boxes.append(cached_detections(entry["objects"], (entry["width"] or real[0], entry["height"] or real[1]),
+                                               real))
+                stored.append(int(i))
+            except ValueError as exc:
+                broken[ids[i]] = f"annotation does not fit the image: {exc}"
+        if stored:
+            cache.add(DETECTIONS_TABLE, pa.table({"image_id": [ids[i] for i in stored],
+                                                  "key": [self.keys["grounding"]] * len(stored), "detections": boxes}))
+            have["grounding"].add(keys[stored])
+            cached["grounding"][stored] = True
+            self.stats.run["grounding"] += len(stored)
+        return broken
 
     def _store_batch(self, batch: pa.Table, cache: PerceptionCache, need: tuple[str, ...]) -> dict[str, str]:
         """Cache one batch of model outputs, task by task; returns image id -> why, for images that did not decode."""

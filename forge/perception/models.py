@@ -21,11 +21,14 @@ import numpy as np
 from daft import DataFrame, DataType, Series, col
 from PIL import ImageOps
 
+from forge.perception.cache import DETECTION_TYPE
+from forge.perception.annotations import geometry
 from forge.perception.camera import Camera, choose
 from forge.perception.flip import flip_views
+from forge.perception.gravity import Gravity
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
-from forge.perception.tasks import DEPTH_OUTPUTS, TASKS, ModelSpec, RunOptions, Task, perception_label, tasks_of
-from forge.sources.decoding import UNREADABLE, decode
+from forge.perception.tasks import DEPTH_OUTPUTS, TASKS, ModelSpec, RunOptions, Task, model_tasks, perception_label, tasks_of
+from forge.sources.decoding import UNREADABLE, decode, reason
 from forge.sources.identity import THREADS
 from forge.sources.reading import Downloads
 from forge.spec.schema import ModelsPerception, ObjectsSpec
@@ -34,10 +37,9 @@ PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(),
                                  **{f"{name}_input": DataType.tensor(DataType.uint8()) for name in TASKS}})
 DEPTH_TYPE = DataType.struct({"kind": DataType.string(), "rows": DataType.int32(), "cols": DataType.int32(),
                               "depth": DataType.binary(), "fov": DataType.float64()})
-DETECTIONS_TYPE = DataType.list(DataType.struct({
-    "label": DataType.string(), "score": DataType.float64(), "x1": DataType.float64(), "y1": DataType.float64(),
-    "x2": DataType.float64(), "y2": DataType.float64()}))
+DETECTIONS_TYPE = DataType.list(DataType.from_arrow_type(DETECTION_TYPE))
 MASKS_TYPE = DataType.list(DataType.string())
+DETECTOR_FOUND = {"annotation_id": None, "crowd": None, "depiction": None, "truncated": None, "mask": None}  # no annotation
 
 
 INPUTS = {"depth": "udfs.depth:DepthInputs", "detections": "udfs.grounding:GroundingInputs",
@@ -64,7 +66,7 @@ class PrepareImages:
         try:
             image, _ = decode(self.downloads.read(path), self.longest)
         except UNREADABLE as exc:
-            return {"prepare_error": f"cannot decode image: {exc}", **empty}
+            return {"prepare_error": f"cannot decode image: {reason(exc)}", **empty}
         mirrored = ImageOps.mirror(image) if any(TASKS[name].mirrored for name in self.inputs) else None
         return {"prepare_error": None, **empty,
                 **{f"{name}_input": inputs.prepare(mirrored if TASKS[name].mirrored else image)
@@ -104,7 +106,8 @@ def _load_grounding(spec: ModelSpec, device):
 
     model = GroundingModel(spec.model, device, spec.vocabulary, spec.threshold, spec.max_objects)
     return lambda batch, sizes: [[{"label": o["label"], "score": o["score"], "x1": o["box"][0], "y1": o["box"][1],
-                                   "x2": o["box"][2], "y2": o["box"][3]} for o in found] for found in model(batch, sizes)]
+                                   "x2": o["box"][2], "y2": o["box"][3], **DETECTOR_FOUND} for o in found]
+                                 for found in model(batch, sizes)]
 
 
 def _load_segmentation(spec: ModelSpec, device):
@@ -187,14 +190,17 @@ class ModelRecord:
     image's camera: from the annotations' or EXIF's focal length, or the depth model's field of view
     (`objects.camera` says which first). A model that predicts the field of view made its metric depth
     with it; under another camera the depth is rescaled to that camera's focal length, as the model
-    (DepthPro) would have made it had it been given that focal length."""
+    (DepthPro) would have made it had it been given that focal length. Objects from annotations keep
+    their own masks (a segmenter's fill the others) and what the annotation says of them; an annotated
+    gravity is used as given."""
 
     def __init__(self, objects: ObjectsSpec, label: str):
         self.objects, self.label = objects, label
 
     @daft.method(return_dtype=PERCEIVED_TYPE)
     def __call__(self, image_id: str, uri: str, meta: str | None, width: int, height: int, exif_fx: float | None,
-                 exif_fy: float | None, kind: str, rows: int, cols: int, depth: bytes, fov: float | None,
+                 exif_fy: float | None, annotated_width: int | None, annotated_height: int | None, extras: str | None,
+                 not_exhaustive: list | None, kind: str, rows: int, cols: int, depth: bytes, fov: float | None,
                  detections: list, check_rows: int | None, check_cols: int | None,
                  check_depth: bytes | None, flip_rows: int | None, flip_cols: int | None, flip_depth: bytes | None,
                  flip_detections: list | None, masks: list | None) -> dict:
@@ -203,8 +209,12 @@ class ModelRecord:
 
         percentile = self.objects.depth_percentile
         exif = Camera.centred(width, height, exif_fx, exif_fy, "exif") if exif_fx else None
-        camera, scale = camera_for(self.objects, width, height, {"exif": exif}, fov)
-        depth_map = decode_depth_map(depth, rows, cols) * np.float32(scale)
+        given = geometry(extras, annotated_width or width, annotated_height or height)
+        scale = width / (annotated_width or width)  # an annotation's camera is in pixels of the annotated size
+        annotated = Camera(*(v * scale for v in given["camera"]), "annotation") if given["camera"] is not None else None
+        gravity = Gravity(tuple(given["up"]), given["camera_height"], "annotation") if given["up"] is not None else None
+        camera, depth_scale = camera_for(self.objects, width, height, {"annotation": annotated, "exif": exif}, fov)
+        depth_map = decode_depth_map(depth, rows, cols) * np.float32(depth_scale)
         check_map = decode_depth_map(check_depth, check_rows, check_cols) if check_depth is not None else None
         flips = None
         if flip_depth is not None and flip_detections is not None:
@@ -212,10 +222,12 @@ class ModelRecord:
                                [(d["label"], box(d)) for d in flip_detections],
                                decode_depth_map(flip_depth, flip_rows, flip_cols), percentile)
         masks = masks if masks is not None and len(masks) == len(detections) else [None] * len(detections)
-        found = [Detection(d["label"], d["score"], box(d), m) for d, m in zip(detections, masks)]
-        objects, geometry = measured_objects(found, depth_map, (width, height), percentile, self.objects.depth_from, camera,
-                                             None, kind == "metric", check_map, flips)
-        return image_record(image_id, uri, width, height, kind, self.label, objects, geometry, meta)
+        found = [Detection(d["label"], d["score"], box(d), d["mask"] or m, d["annotation_id"], d["crowd"], d["depiction"],
+                           d["truncated"]) for d, m in zip(detections, masks)]
+        objects, record_geometry = measured_objects(found, depth_map, (width, height), percentile, self.objects.depth_from,
+                                                    camera, gravity, kind == "metric", check_map, flips)
+        return image_record(image_id, uri, width, height, kind, self.label, objects, record_geometry, meta,
+                            not_exhaustive=not_exhaustive)
 
 
 def run_models(images: DataFrame, perception: ModelsPerception, options: RunOptions, names: set[str],
@@ -226,7 +238,7 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
     Tasks run in `TASKS` order, so boxes found here prompt the segmenter in the same pass. Rows that
     fail to decode keep their `prepare_error` and get null model outputs.
     """
-    models = {name: pair for name, pair in tasks_of(perception).items() if name in names}
+    models = {name: pair for name, pair in model_tasks(perception).items() if name in names}
     prepare = PrepareImages({name: spec.model for name, (_, spec) in models.items()}, downloads)
     carried = [c for c in ("detections",) if c in images.column_names and "grounding" not in names]
     df = images.with_column("prepared", prepare(col("path"))).select(
@@ -250,7 +262,9 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
 
 def records(joined: DataFrame, perception: ModelsPerception, objects: ObjectsSpec) -> DataFrame:
     """Perception records from frames holding path, image_id, width, height, exif_fx, exif_fy, meta (the
-    source's carried fields, JSON) and every configured task's output columns (`Task.columns`)."""
+    source's carried fields, JSON), what an annotation says of the image (annotated_width,
+    annotated_height, extras, not_exhaustive; null without one) and every configured task's output
+    columns (`Task.columns`)."""
     record = ModelRecord(objects, perception_label(perception))
     configured = tasks_of(perception)
 
@@ -262,7 +276,7 @@ def records(joined: DataFrame, perception: ModelsPerception, objects: ObjectsSpe
 
     absent_map = [DataType.int32(), DataType.int32(), DataType.binary()]
     args = [col("image_id"), col("path"), col("meta"), col("width"), col("height"), col("exif_fx"), col("exif_fy"),
-            col("kind"), col("rows"), col("cols"), col("depth"), col("fov"), col("detections"),
+            col("annotated_width"), col("annotated_height"), col("extras"), col("not_exhaustive"), col("kind"), col("rows"), col("cols"), col("depth"), col("fov"), col("detections"),
             *outputs("check", absent_map), *outputs("flip_depth", absent_map),
             *outputs("flip_grounding", [DETECTIONS_TYPE]), *outputs("segmentation", [MASKS_TYPE])]
     return joined.select(record(*args).alias("perceived")).select(col("perceived").unnest())

@@ -8,19 +8,23 @@ of records made elsewhere (`source: records`) needs no perceiver: the build read
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from daft import DataFrame
 
-from forge.errors import ForgeError
-from forge.perception.annotations import perceive_annotations, read_instances
+from forge.perception.annotations import check_image, perceive_annotations
 from forge.perception.model_perceiver import ModelPerceiver
 from forge.perception.synthetic import perceive_synthetic
 from forge.perception.tasks import RunOptions
 from forge.progress import ProgressFactory, StageTimes, no_progress
+from forge.sources.annotated import TABLE_SCHEMA, AnnotatedImages, stage
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import AnnotationsSource, SyntheticSource
 from forge.store import Store
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 class Perceiver(Protocol):
@@ -29,6 +33,11 @@ class Perceiver(Protocol):
     @property
     def items(self) -> int:
         """Images it yields records for (after --limit); known after `prepare`."""
+
+    def inputs(self, db: Path, progress: ProgressFactory = no_progress, echo: Callable[[str], None] = _quiet) -> None:
+        """Read what the source needs before the build takes the database `db` (an annotation file is
+        staged there, once per file and label rules, and said in a line to `echo`): its problems stop the
+        build before anything is written."""
 
     def prepare(self, store: Store, folder: Path, window: int, progress: ProgressFactory = no_progress,
                 stages: StageTimes | None = None) -> None:
@@ -50,6 +59,9 @@ class SyntheticPerceiver:
         self.items = self.source.images if limit is None else min(limit, self.source.images)
         self.label = "perceiving (synthetic)"
 
+    def inputs(self, db: Path, progress: ProgressFactory = no_progress, echo: Callable[[str], None] = _quiet) -> None:
+        pass
+
     def prepare(self, store: Store, folder: Path, window: int, progress: ProgressFactory = no_progress,
                 stages: StageTimes | None = None) -> None:
         pass
@@ -62,32 +74,43 @@ class SyntheticPerceiver:
 
 
 class AnnotationPerceiver:
-    """COCO boxes plus depth maps; the instances JSON is read once, as the index of the work."""
+    """Annotated boxes plus depth maps: the annotation file is staged once, streaming, into a per-image
+    table (`forge/sources/annotated.py`) that records are then read from a window at a time."""
 
     def __init__(self, loaded: LoadedSpec, limit: int | None):
-        self.loaded, self.source = loaded, loaded.spec.source
+        self.loaded, self.source, self.limit = loaded, loaded.spec.source, limit
         assert isinstance(self.source, AnnotationsSource)
-        instances = loaded.resolve(self.source.instances)
-        self.index = read_instances(instances)[:limit]
-        if not self.index:
-            raise ForgeError(f"{instances}: lists no images; add entries to `images`")
-        self.items = len(self.index)
+        self.annotated: AnnotatedImages | None = None  # from `prepare`
         self.label = "perceiving (annotations)"
+
+    @property
+    def items(self) -> int:
+        assert self.annotated is not None, "prepare first"
+        return self.annotated.rows if self.limit is None else min(self.limit, self.annotated.rows)
+
+    def inputs(self, db: Path, progress: ProgressFactory = no_progress, echo: Callable[[str], None] = _quiet) -> None:
+        self.annotated = stage(self.source, self.loaded.base_dir, Path(db), check_image, progress)
+        echo(self.annotated.line())
 
     def prepare(self, store: Store, folder: Path, window: int, progress: ProgressFactory = no_progress,
                 stages: StageTimes | None = None) -> None:
         pass
 
     def records(self, start: int, stop: int) -> DataFrame:
-        return perceive_annotations(self.source, self.loaded.base_dir, self.loaded.spec.objects, self.index[start:stop])
+        assert self.annotated is not None, "prepare first"
+        return perceive_annotations(self.source, self.loaded.base_dir, self.loaded.spec.objects,
+                                    self.annotated.read(start, stop))
 
     def plans(self) -> list[tuple[str, DataFrame]]:
-        return [("records", self.records(0, self.items))]
+        """The plan of a window (shown over no rows: the file is not read to explain it)."""
+        return [("records, a window of the staged annotation table at a time",
+                 perceive_annotations(self.source, self.loaded.base_dir, self.loaded.spec.objects, TABLE_SCHEMA.empty_table()))]
 
 
 def perceiver_for(loaded: LoadedSpec, seed: int, limit: int | None, options: RunOptions) -> Perceiver | None:
-    """The spec's perceiver; None for a table of records (`source: records`)."""
-    kind = loaded.spec.source.kind
+    """The spec's perceiver (by its perception: an annotations source with `perception: models` takes its
+    boxes from the annotations and the rest from models); None for a table of records."""
+    kind = loaded.spec.perception.kind
     if kind == "synthetic":
         return SyntheticPerceiver(loaded, seed, limit)
     if kind == "annotations":

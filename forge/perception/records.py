@@ -54,10 +54,16 @@ OBJECT_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "bottom": (pa.float64(), "lowest point's height above the floor"),
     "top": (pa.float64(), "highest point's height above the floor"),
     "points3d": (pa.int64(), "3D points the lifted numbers come from (0: not lifted)"),
+    # what an annotation says of the object (null for detections)
+    "annotation_id": (pa.string(), "the dataset's id of the object's annotation (COCO `id`; Open Images: its CSV row)"),
+    "crowd": (pa.bool_(), "a box around several objects (COCO iscrowd, Open Images IsGroupOf): never one object"),
+    "depiction": (pa.bool_(), "a picture of the object, not the object (Open Images IsDepiction)"),
+    "annotated_truncated": (pa.bool_(), "the annotation says the object is cut by the image border (IsTruncated)"),
 }
+ANNOTATION_FIELDS = ("annotation_id", "crowd", "depiction", "annotated_truncated")
 LIFTED_FIELDS = ("x3d", "y3d", "z3d", "across", "along", "elevation", "width3d", "height3d", "bottom", "top", "points3d")
 OPTIONAL_OBJECT_FIELDS = ("depth_check", "flip_depth", "flip_cx", "occlusion", "depth_source", "mask",
-                          *LIFTED_FIELDS)  # null if absent
+                          *LIFTED_FIELDS, *ANNOTATION_FIELDS)  # null if absent
 IMAGE_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "image_id": (pa.string(), "content id: hash of the image's bytes (null when the image failed)"),
     "image_uri": (pa.string(), "where the image is: a path, URL or synthetic:// URI"),
@@ -80,10 +86,12 @@ IMAGE_FIELDS: dict[str, tuple[pa.DataType, str]] = {
     "floor_share": (pa.float64(), "the floor fit's inlier share of the background pixels (floor_fit only)"),
     "objects_over_cap": (pa.int64(), f"objects left out because the image had more than {MAX_OBJECTS} (the lowest "
                                      "scored): a crowd, not a scene; counting skips such images"),
+    "not_exhaustive": (pa.list_(pa.string()), "labels whose objects the annotations do not list exhaustively (LVIS): "
+                                              "counting does not ask about them"),
 }
 CAMERA_FIELDS = ("fx", "fy", "cx", "cy", "camera_source")
 GRAVITY_FIELDS = ("up_x", "up_y", "up_z", "camera_height", "gravity_source", "floor_share")
-OPTIONAL_IMAGE_FIELDS = ("source_meta", *CAMERA_FIELDS, *GRAVITY_FIELDS, "objects_over_cap")  # null where a table of records lacks them
+OPTIONAL_IMAGE_FIELDS = ("source_meta", *CAMERA_FIELDS, *GRAVITY_FIELDS, "objects_over_cap", "not_exhaustive")  # null where a table of records lacks them
 OBJECT_STRUCT = pa.struct([pa.field(name, kind) for name, (kind, _) in OBJECT_FIELDS.items()])
 RECORD_SCHEMA = pa.schema([pa.field(name, kind) for name, (kind, _) in IMAGE_FIELDS.items()]
                           + [pa.field("objects", pa.list_(OBJECT_STRUCT))])
@@ -98,6 +106,10 @@ class Detection:
     score: float
     box: Box  # normalized x1, y1, x2, y2
     mask: str | None = None  # RLE counts at the image's size
+    annotation_id: str | None = None  # what an annotation says of it (`ANNOTATION_FIELDS`); None for a detection
+    crowd: bool | None = None
+    depiction: bool | None = None
+    truncated: bool | None = None
 
 
 def measured_objects(detections: list[Detection], depth: np.ndarray, image_size: tuple[int, int], percentile: float,
@@ -133,7 +145,8 @@ def measured_objects(detections: list[Detection], depth: np.ndarray, image_size:
         records.append({"idx": i, "label": d.label, "score": d.score, "x1": d.box[0], "y1": d.box[1], "x2": d.box[2],
                         "y2": d.box[3], **m, "depth_check": checked[i]["depth"] if checked is not None else None,
                         "flip_depth": flip[0], "flip_cx": flip[1], "mask": d.mask,
-                        **{name: _value(lifted[name][i]) for name in LIFTED_FIELDS}})
+                        **{name: _value(lifted[name][i]) for name in LIFTED_FIELDS}, "annotation_id": d.annotation_id,
+                        "crowd": d.crowd, "depiction": d.depiction, "annotated_truncated": d.truncated})
     return records, {**camera.fields(), **(gravity.fields() if gravity is not None else NO_GRAVITY),
                      "objects_over_cap": max(over, 0)}
 
@@ -145,14 +158,17 @@ def _value(value: np.generic) -> float | int | None:
 
 
 def image_record(image_id: str, uri: str, width: int, height: int, depth_kind: str, perception: str,
-                 objects: list[dict], geometry: dict, source_meta: str | None = None) -> dict:
+                 objects: list[dict], geometry: dict, source_meta: str | None = None,
+                 not_exhaustive: list[str] | None = None) -> dict:
     """A perceived image's record; `geometry` is what `measured_objects` says of its camera and gravity."""
     return {"image_id": image_id, "image_uri": uri, "width": width, "height": height, "depth_kind": depth_kind,
-            "perception": perception, "error": None, "source_meta": source_meta, **geometry, "objects": objects}
+            "perception": perception, "error": None, "source_meta": source_meta, **geometry,
+            "not_exhaustive": not_exhaustive, "objects": objects}
 
 
 def failed(uri: str, perception: str, reason: str) -> dict:
     """A record for an image that could not be perceived: kept, with the reason, never silently lost."""
     return {"image_id": None, "image_uri": uri, "width": None, "height": None, "depth_kind": None,
             "perception": perception, "error": reason, "source_meta": None,
-            **dict.fromkeys(CAMERA_FIELDS + GRAVITY_FIELDS), "objects_over_cap": None, "objects": []}
+            **dict.fromkeys(CAMERA_FIELDS + GRAVITY_FIELDS), "objects_over_cap": None, "not_exhaustive": None,
+            "objects": []}

@@ -4,6 +4,8 @@ where its output is cached and under which key.
 A task's cache key is a hash of everything its output depends on (model fingerprint and
 parameters, and for segmentation the detections it was prompted with), so a changed vocabulary
 re-runs grounding and segmentation but not depth, and a changed depth model re-runs depth only.
+Grounding may also come from an annotations source (`grounding: annotations`): its detections are
+the dataset's boxes, cached under the annotation files' fingerprint, and no model runs for it.
 This module imports no model code (no torch): synthetic and annotation builds never load it.
 """
 
@@ -13,12 +15,13 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Union
 
 from forge.perception.cache import DEPTH_TABLE, DETECTIONS_TABLE, MASKS_TABLE, cache_key, model_fingerprint
-from forge.spec.schema import DepthModel, GroundingModel, ModelsPerception, SegmentationModel
+from forge.spec.schema import AnnotationGrounding, DepthModel, GroundingModel, ModelsPerception, SegmentationModel
 
 STORED_LONG_SIDE = 256  # depth maps are stored at most this long: enough for per-object statistics
 DEPTH_OUTPUTS = ("kind", "rows", "cols", "depth", "fov")  # a depth task's output columns, as cached
 
 ModelSpec = Union[DepthModel, GroundingModel, SegmentationModel]
+TaskSpec = Union[ModelSpec, AnnotationGrounding]  # what a task runs: a model, or the boxes of an annotations source
 Output = Literal["depth", "detections", "masks"]
 
 
@@ -48,7 +51,7 @@ class Task:
     name: str
     title: str  # in progress bars and the build summary
     output: Output
-    pick: Callable[[ModelsPerception], ModelSpec | None]  # the task's model in a spec (None: not configured)
+    pick: Callable[[ModelsPerception], TaskSpec | None]  # the task's model in a spec (None: not configured)
     mirrored: bool = False  # runs on the horizontally mirrored image
     prompted_by: str | None = None  # the task whose detections prompt it (runs after that task)
 
@@ -68,6 +71,8 @@ class Task:
     def cache_key(self, perception: ModelsPerception) -> str:
         spec = self.pick(perception)
         assert spec is not None, self.name
+        if isinstance(spec, AnnotationGrounding):
+            return cache_key(annotations=spec.fingerprint, mirrored=self.mirrored)
         if isinstance(spec, GroundingModel):
             return cache_key(model=model_fingerprint(spec.model), vocabulary=spec.vocabulary, threshold=spec.threshold,
                              max_objects=spec.max_objects, mirrored=self.mirrored)
@@ -97,8 +102,8 @@ TASKS: dict[str, Task] = {task.name: task for task in (
 )}
 
 
-def tasks_of(perception: ModelsPerception) -> dict[str, tuple[Task, ModelSpec]]:
-    """The tasks a spec configures, in run order, with their models."""
+def tasks_of(perception: ModelsPerception) -> dict[str, tuple[Task, TaskSpec]]:
+    """The tasks a spec configures, in run order, with their models (or annotations)."""
     out = {}
     for name, task in TASKS.items():
         spec = task.pick(perception)
@@ -107,9 +112,16 @@ def tasks_of(perception: ModelsPerception) -> dict[str, tuple[Task, ModelSpec]]:
     return out
 
 
+def model_tasks(perception: ModelsPerception) -> dict[str, tuple[Task, ModelSpec]]:
+    """The tasks a model runs for (grounding from annotations needs none)."""
+    return {name: pair for name, pair in tasks_of(perception).items() if not isinstance(pair[1], AnnotationGrounding)}
+
+
 def perception_label(perception: ModelsPerception) -> str:
     """What perceived a record, as QA rows carry it: the model of each configured task."""
-    label = f"depth={perception.depth.model};grounding={perception.grounding.model}"
+    grounding = perception.grounding
+    label = f"depth={perception.depth.model};grounding=" + (
+        f"annotations:{grounding.fingerprint}" if isinstance(grounding, AnnotationGrounding) else grounding.model)
     if perception.depth_check is not None:
         label += f";depth_check={perception.depth_check.model}"
     if perception.segmentation is not None:

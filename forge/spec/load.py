@@ -22,8 +22,8 @@ from forge.errors import ForgeError, SpecError
 from forge.judge.relations import Relation, relation_for
 from forge.judge.shapes import Shape
 from forge.spec.expressions import BOOL, NUMBER, columns_for, compile_expression
-from forge.spec.schema import (COMPARATIVE_TYPES, IMAGE_SOURCES, AnnotationsSource, Answer, CustomRelation,
-                               ModelsPerception, QuestionForm, RecordsSource, Spec)
+from forge.spec.schema import (COMPARATIVE_TYPES, IMAGE_SOURCES, AnnotationGrounding, AnnotationsSource, Answer,
+                               CustomRelation, GroundingModel, ModelsPerception, QuestionForm, RecordsSource, Spec)
 from forge.spec.templates import placeholders_used
 from forge.vocabularies import resolve_vocabulary
 from forge.yaml_files import read_yaml_text
@@ -117,12 +117,12 @@ def _fields_at(path: KeyPath, data: Any) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _clean_loc(loc: tuple, data: Any) -> tuple[KeyPath, str | None] | None:
-    """Drop union-member tags pydantic inserts into error locations; return (path, branch tag), or None for
-    an error about a union member of another type than the value (a list given where a list or a text is
-    allowed: the text member's complaint is not the user's problem)."""
+def _clean_loc(loc: tuple, data: Any) -> KeyPath | None:
+    """The key path of a pydantic error location, without the union-member tags pydantic inserts; None for an
+    error about a union member the value is not (a text given where a choice of texts or a mapping is
+    allowed, a detector's settings given where annotations are meant, a list where a list or a text is)."""
     path: list[str | int] = []
-    raw, branch = data, None
+    raw = data
     for part in loc:
         if isinstance(part, int):
             path.append(part)
@@ -132,15 +132,33 @@ def _clean_loc(loc: tuple, data: Any) -> tuple[KeyPath, str | None] | None:
             raw = raw[part]
         elif isinstance(raw, dict) and path and path[-1] in ("source", "perception") and part == raw.get("kind"):
             continue
-        elif part.startswith("literal[") or part[:1].isupper() or part.startswith("function-"):
-            branch = part
+        elif part.startswith("literal["):  # the member of a union that takes a fixed text
+            if isinstance(raw, dict):
+                return None
+        elif part[:1].isupper():  # the member of a union of mappings, by its model's name
+            if not _member_of(part, raw):
+                return None
+        elif part.startswith("function-"):
+            continue
         elif not isinstance(raw, dict) and raw is not None and _type_tag(part):  # a plain union's member, by type
             if part.startswith("list[") != isinstance(raw, list):
                 return None
         else:
             path.append(part)
             raw = None
-    return tuple(path), branch
+    return tuple(path)
+
+
+def _member_of(model_name: str, raw: Any) -> bool:
+    """Whether a value given where several kinds of mapping are allowed is meant as `model_name`'s: a
+    mapping, with that model's `kind` when the model has one, and without one when it has none."""
+    import forge.spec.schema as schema
+
+    model = getattr(schema, model_name, None)
+    if not isinstance(raw, dict) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    tag = model.model_fields.get("kind")
+    return raw.get("kind") in typing.get_args(tag.annotation) if tag is not None else "kind" not in raw
 
 
 def _type_tag(part: str) -> bool:
@@ -151,17 +169,9 @@ def _type_tag(part: str) -> bool:
 def _pydantic_problems(exc: ValidationError, data: Any, problems: _Problems) -> None:
     seen: set[KeyPath] = set()
     for err in exc.errors():
-        cleaned = _clean_loc(err["loc"], data)
-        if cleaned is None:
+        path = _clean_loc(err["loc"], data)
+        if path is None:
             continue
-        path, branch = cleaned
-        raw_parent: Any = data
-        for part in path[:-1]:
-            raw_parent = raw_parent[part] if isinstance(raw_parent, (dict, list)) else None
-        value = raw_parent.get(path[-1]) if isinstance(raw_parent, dict) and path else None
-        if branch is not None:
-            if isinstance(value, dict) == branch.startswith("literal["):
-                continue  # the error belongs to the union member the user did not mean
         if path in seen:
             continue
         seen.add(path)
@@ -196,12 +206,19 @@ def _check_paths(loaded_path: Path, spec: Spec, problems: _Problems) -> None:
     base = loaded_path.parent
     source = spec.source
     if isinstance(source, AnnotationsSource):
-        for key, want_dir in (("instances", False), ("images", True), ("depth", True)):
+        for key, want_dir in (("instances", False), ("boxes", False), ("classes", False), ("images", True),
+                              ("depth", True), ("labels", False)):
+            if getattr(source, key) is None:
+                continue
             target = base / getattr(source, key)
             if not target.exists():
                 problems.add(("source", key), f"{target} does not exist (paths are relative to the spec file)")
             elif want_dir and not target.is_dir():
                 problems.add(("source", key), f"{target} is not a folder")
+        if not problems.items:
+            from forge.sources.annotated import label_rules
+
+            _source_problem(problems, lambda: label_rules(source, base))  # the label map's and exclusions' form
     if isinstance(source, RecordsSource):
         from forge.perception.table import RecordTable
 
@@ -267,18 +284,46 @@ def _source_problem(problems: _Problems, check: Callable[[], object]) -> None:
     try:
         check()
     except ForgeError as exc:
-        key, _, message = str(exc).partition(": ")
-        problems.add(("source", key.removeprefix("source.")), message)
+        _source_error(problems, exc)
 
 
-_SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations"}, "images": {"models"}, "urls": {"models"},
+def _source_error(problems: _Problems, exc: ForgeError) -> None:
+    if isinstance(exc, SpecError):  # an annotation file's own problems: file and key path in each line already
+        problems.items.extend(exc.problems)
+        return
+    key, _, message = str(exc).partition(": ")
+    problems.add(("source", key.removeprefix("source.")), message)
+
+
+_SOURCE_PERCEPTION = {"synthetic": {"synthetic"}, "annotations": {"annotations", "models"}, "images": {"models"}, "urls": {"models"},
                       "table": {"models"}, "hf": {"models"}, "webdataset": {"models"}, "records": {"records"}}
+
+
+def _resolve_annotations(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:
+    """Name an annotated dataset after its annotation file unless `source.dataset` names it (QA rows carry
+    it as `source_dataset`), and fill `grounding: annotations` with the annotation files' fingerprint, so
+    cache keys and the spec hash say where the objects came from (another file or label map: other boxes)."""
+    perception, source = spec.perception, spec.source
+    if isinstance(source, AnnotationsSource) and source.dataset is None:
+        source = source.model_copy(update={"dataset": Path(source.instances or source.boxes or "").stem})
+        spec = spec.model_copy(update={"source": source})
+    if not isinstance(perception, ModelsPerception) or not isinstance(perception.grounding, AnnotationGrounding) \
+            or not isinstance(source, AnnotationsSource) or problems.items:
+        return spec
+    from forge.sources.annotated import fingerprint
+
+    try:
+        grounding = perception.grounding.model_copy(update={"fingerprint": fingerprint(source, base_dir)})
+    except ForgeError as exc:
+        _source_error(problems, exc)
+        return spec
+    return spec.model_copy(update={"perception": perception.model_copy(update={"grounding": grounding})})
 
 
 def _resolve_vocabulary(spec: Spec, base_dir: Path, problems: _Problems) -> Spec:
     """Replace a vocabulary file or built-in name by its list, so hashes and caches see the words."""
     perception = spec.perception
-    if not isinstance(perception, ModelsPerception):
+    if not isinstance(perception, ModelsPerception) or not isinstance(perception.grounding, GroundingModel):
         return spec
     try:
         names = resolve_vocabulary(perception.grounding.vocabulary, base_dir)
@@ -298,10 +343,30 @@ def _check_expression(text: str, columns: dict[str, str], kind: str, where: KeyP
     return True
 
 
+def _check_annotation_perception(spec: Spec, problems: _Problems) -> None:
+    """Annotations bring boxes; depth comes from their maps or from a model, never from nowhere."""
+    source, perception = spec.source, spec.perception
+    from_annotations = isinstance(perception, ModelsPerception) and isinstance(perception.grounding, AnnotationGrounding)
+    if from_annotations and not isinstance(source, AnnotationsSource):
+        problems.add(("perception", "grounding"), f"annotations: the boxes of an annotations source; source kind "
+                                                  f"{source.kind!r} has none (use a detector)")
+    if isinstance(source, AnnotationsSource) and isinstance(perception, ModelsPerception) and not from_annotations:
+        problems.add(("perception", "grounding"), "an annotations source brings its boxes: set grounding: annotations "
+                                                  "(depth, masks and the camera then come from the models)")
+    if from_annotations and perception.flip_check:
+        problems.add(("perception", "flip_check"), "needs a detector to find the objects again in the mirrored image; "
+                                                   "annotations have no mirrored boxes")
+    if isinstance(source, AnnotationsSource) and spec.perception.kind == "annotations" and source.depth is None:
+        problems.add(("source", "depth"), "perception: annotations reads depth maps: give the depth folder and "
+                                          "depth_format, or take depth from a model (perception: {kind: models, "
+                                          "grounding: annotations, depth: {model: ...}})")
+
+
 def _check_semantics(spec: Spec, problems: _Problems) -> None:
     allowed = _SOURCE_PERCEPTION[spec.source.kind]
     if spec.perception.kind not in allowed:
         problems.add(("perception", "kind"), f"source kind {spec.source.kind!r} needs perception {' or '.join(sorted(allowed))}, not {spec.perception.kind!r}")
+    _check_annotation_perception(spec, problems)
     for i, rule in enumerate(spec.verify.rules):
         _check_expression(rule.keep, columns_for(3), BOOL, ("verify", "rules", i, "keep"), problems)
     if spec.verify.depth_agreement and getattr(spec.perception, "depth_check", None) is None:
@@ -420,6 +485,18 @@ def _duplicate_keys(node: yaml.Node, path: KeyPath, problems: "_Problems") -> No
             _duplicate_keys(item, path + (i,), problems)
 
 
+def dataset_problems(loaded: LoadedSpec) -> list[str]:
+    """What only reading the dataset can say (`forge validate`; a build says it when it stages the
+    annotations): a label map naming labels the dataset does not have."""
+    source = loaded.spec.source
+    if not isinstance(source, AnnotationsSource) or source.labels is None:
+        return []
+    from forge.sources.annotated import check_label_map
+
+    problem = check_label_map(source, loaded.base_dir)
+    return [f"{loaded.path}: source.labels: {problem}"] if problem else []
+
+
 def spec_hash(spec: Spec) -> str:
     """Hash of the validated content (not the text): comments and key order do not change it."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -458,6 +535,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     _check_paths(path, spec, problems)
     _check_geometry(spec, path.parent, problems)
     spec = _resolve_vocabulary(spec, path.parent, problems)
+    spec = _resolve_annotations(spec, path.parent, problems)
     if problems.items:
         raise SpecError(problems.items)
     return LoadedSpec(spec=spec, path=path, spec_hash=spec_hash(spec))

@@ -48,17 +48,40 @@ class SyntheticSource(SourceBase):
 
 
 class AnnotationsSource(SourceBase):
-    """COCO-style instances JSON + a folder of images + a folder of depth maps (by file stem). An image
-    entry may carry its camera (`K`, 3x3, or `fx`, `fy`, `cx`, `cy` in pixels) and its gravity
-    (`gravity`: the direction gravity pulls in camera coordinates, or `pitch` and `roll` in degrees;
-    with `camera_height` in metres)."""
+    """An annotated dataset: human-drawn boxes and labels (COCO JSON for COCO, LVIS and Objects365, or Open
+    Images box CSVs) over a folder of images, with depth maps (`perception: annotations`) or depth from
+    models (`perception: {kind: models, grounding: annotations, ...}`). A COCO image entry may carry its
+    camera (`K`, 3x3, or `fx`, `fy`, `cx`, `cy` in pixels) and its gravity (`gravity`: the direction
+    gravity pulls in camera coordinates, or `pitch` and `roll` in degrees; with `camera_height` in metres)."""
 
     kind: Literal["annotations"]
-    instances: str = Field(description="COCO instances JSON, relative to the spec file")
-    images: str = Field(description="folder holding the images named in the JSON")
-    depth: str = Field(description="folder of depth maps named <image stem>.png or .npy")
-    depth_format: Literal["png16_mm", "npy_m"]
+    instances: Union[str, None] = Field(None, description="COCO instances JSON (COCO, LVIS, Objects365), relative to "
+                                                          "the spec file")
+    boxes: Union[str, None] = Field(None, description="Open Images box CSV (ImageID, LabelName, XMin, XMax, YMin, "
+                                                      "YMax, IsTruncated, IsGroupOf, IsDepiction, ...), instead of "
+                                                      "instances")
+    classes: Union[str, None] = Field(None, description="Open Images class descriptions CSV (LabelName, DisplayName), "
+                                                        "with boxes")
+    images: str = Field(description="folder holding the images (Open Images: <ImageID>.jpg)")
+    depth: Union[str, None] = Field(None, description="folder of depth maps, mirroring the images folder "
+                                                      "(perception: annotations)")
+    depth_format: Union[Literal["png16_mm", "npy_m"], None] = None
     depth_kind: Literal["metric", "relative"] = "metric"
+    labels: Union[str, None] = Field(None, description="a YAML file mapping dataset labels to new names (rename, "
+                                                       "merge) or to null (drop)")
+    exclude: Union[str, list[Annotated[str, Field(min_length=1)]], None] = Field(
+        None, description="labels never asked about (not objects in space): a shipped list (coco, lvis, objects365, "
+                          "openimages), a text file, or a list")
+
+    @model_validator(mode="after")
+    def _one_format(self) -> AnnotationsSource:
+        if (self.instances is None) == (self.boxes is None):
+            raise ValueError("give instances (COCO JSON) or boxes (Open Images CSV), one of them")
+        if self.boxes is not None and self.classes is None:
+            raise ValueError("boxes (Open Images) need classes: the class descriptions CSV that names their LabelNames")
+        if (self.depth is None) != (self.depth_format is None):
+            raise ValueError("depth and depth_format go together")
+        return self
 
 
 class ImagesSource(SourceBase):
@@ -166,10 +189,20 @@ class RecordsPerception(Model):
     kind: Literal["records"]
 
 
+class AnnotationGrounding(Model):
+    """Objects from the annotation source instead of a detector (`grounding: annotations` in a spec). The
+    loader fills in `fingerprint`, the identity of the annotation files and label rules, so that cache keys
+    say where the objects came from."""
+
+    kind: Literal["annotations"]
+    fingerprint: str = ""
+
+
 class ModelsPerception(Model):
     kind: Literal["models"]
     depth: DepthModel
-    grounding: GroundingModel
+    grounding: Union[GroundingModel, AnnotationGrounding] = Field(
+        description="a detector, or `annotations`: the boxes and labels of an annotations source")
     depth_check: Union[DepthModel, None] = Field(None, description="a second depth model, for verify.depth_agreement")
     flip_check: bool = Field(False, description="also run both models on the mirrored image, for verify.flip_consistency")
     segmentation: Union[SegmentationModel, None] = Field(
@@ -311,4 +344,6 @@ class Spec(Model):
     @field_validator("perception", mode="before")
     @classmethod
     def _perception_shorthand(cls, value: object) -> object:
+        if isinstance(value, dict) and value.get("grounding") == "annotations":
+            value = {**value, "grounding": {"kind": "annotations"}}
         return {"kind": value} if isinstance(value, str) else value
