@@ -55,6 +55,8 @@ QA_SCHEMA = pa.schema(
         pa.field("cy", pa.float64()),
         pa.field("camera_source", pa.string()),
         pa.field("gravity_source", pa.string()),
+        # the annotation ids of the objects a row names, in `objects` order (annotated datasets; else null)
+        pa.field("annotation_ids", pa.list_(pa.string())),
     ]
 )
 

@@ -2,7 +2,8 @@
 columns relations and rules read, and the first object rule each object fails.
 
 Object rules (score, area, truncation, unique label, depth spread) need one object only, so they
-are decided here, once per object, before any pair or set is formed.
+are decided here, once per object, before any pair or set is formed. A box an annotation marks as
+around several objects (crowd, group-of) or as a picture of one (depiction) is never one object.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ DERIVED_COLUMNS: dict[str, str] = {
     "w": "box width, fraction of image width",
     "h": "box height, fraction of image height",
     "area": "box area, fraction of image area",
-    "truncated": "box touches the image border (true/false)",
+    "truncated": "box touches the image border, or its annotation says the object is cut off (true/false)",
     "label_count": "how many objects in the image share this label",
 }
 # image columns an expression may read beside its objects'
@@ -91,7 +92,8 @@ def requirements(spec: Spec, needs_metric: bool, needs_gravity: bool, lifted: tu
 def object_rules(spec: Spec) -> list[tuple[str, pl.Expr]]:
     """The spec's per-object rules, in funnel order: (name, keep-expression over object columns)."""
     v, c = spec.verify, pl.col
-    rules: list[tuple[str, pl.Expr]] = []
+    rules: list[tuple[str, pl.Expr]] = [("crowd", ~c("crowd").fill_null(False)),
+                                        ("depiction", ~c("depiction").fill_null(False))]
     if v.min_score > 0:
         rules.append(("min_score", c("score") >= v.min_score))
     if v.min_area > 0:
@@ -160,7 +162,8 @@ def chunk_objects(records: pl.DataFrame, spec: Spec) -> ChunkObjects:
         cx=(c("x1") + c("x2")) / 2, cy=(c("y1") + c("y2")) / 2, w=c("x2") - c("x1"), h=c("y2") - c("y1"),
         area=(c("x2") - c("x1")) * (c("y2") - c("y1")),
         truncated=(c("x1") * w < TRUNCATION_PX) | (c("y1") * h < TRUNCATION_PX)
-        | ((1 - c("x2")) * w < TRUNCATION_PX) | ((1 - c("y2")) * h < TRUNCATION_PX),
+        | ((1 - c("x2")) * w < TRUNCATION_PX) | ((1 - c("y2")) * h < TRUNCATION_PX)
+        | c("annotated_truncated").fill_null(False),
         fov_scale=w / c("fx"),
         metric=c("depth_kind") == "metric",
     ).drop("depth_kind", "fx")

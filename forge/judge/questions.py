@@ -103,6 +103,11 @@ def phrase(kept: pl.DataFrame, family: Family, shape: Shape, relation: Relation,
             choices = NO_CHOICES
         parts.append(rows.with_columns(
             question=render(t.text, shape, relation), answer=_answer(t.form, shape, relation), choices=choices,
-            objects=shape.objects(rows), answer_type=pl.lit(t.form.answer_type), template_id=pl.lit(t.template_id),
+            objects=shape.objects(rows), annotation_ids=_annotation_ids(shape.annotation_ids()), answer_type=pl.lit(t.form.answer_type), template_id=pl.lit(t.template_id),
             family=pl.lit(family.name), qa_id=pl.col("qa_id").cast(pl.String)))
     return pl.concat(parts, how="diagonal_relaxed") if parts else kept.clear()
+
+
+def _annotation_ids(ids: pl.Expr) -> pl.Expr:
+    """The annotation ids of a row's objects; null when none has one (objects a detector found)."""
+    return pl.when(ids.list.drop_nulls().list.len() > 0).then(ids)

@@ -112,6 +112,10 @@ class Shape(ABC):
     def objects(self, frame: pl.DataFrame) -> pl.Series:
         """The `objects` column of candidates: [{label, box}] in the order the question names them."""
 
+    @abstractmethod
+    def annotation_ids(self) -> pl.Expr:
+        """The annotation ids of the objects a candidate names, in `objects` order (null for detections)."""
+
     def choices(self) -> pl.Expr | None:
         """Choices when the options are data (sets); None: the forms' choices."""
         return None
@@ -207,7 +211,10 @@ class Tuples(Shape):
         return [pl.col(f"{side}_idx") for side in self.sides]
 
     def phrase_columns(self) -> list[str]:
-        return [f"{side}_{c}" for side in self.sides for c in ("label", *BOX)]
+        return [f"{side}_{c}" for side in self.sides for c in ("label", *BOX, "annotation_id")]
+
+    def annotation_ids(self) -> pl.Expr:
+        return pl.concat_list([pl.col(f"{side}_annotation_id") for side in self.sides])
 
     def with_truth(self, candidates: pl.DataFrame, truth: Truth) -> pl.DataFrame:
         columns = [c for c in truth.objects.columns if c not in ("img", "idx")]
@@ -265,7 +272,7 @@ class Sets(Shape):
         members = members.filter(pl.col("slot") < pl.col("set_size"))
         sets = members.group_by("img", maintain_order=True).agg(
             pl.col("set_size").first(), labels=pl.col("label"), depths=pl.col("depth"), idxs=pl.col("idx"),
-            objects=_member_struct())
+            objects=_member_struct(), annotation_ids=pl.col("annotation_id"))
         frame = images.drop("wanted").join(sets, on="img", how="left").with_columns(pl.col("set_size").fill_null(0))
         return frame, {"considered": frame.height}
 
@@ -293,7 +300,10 @@ class Sets(Shape):
         return candidates.drop("depths").join(sets, on="img", how="left").with_columns(pl.col("matched").fill_null(False))
 
     def phrase_columns(self) -> list[str]:
-        return ["objects", "labels"]
+        return ["objects", "labels", "annotation_ids"]
+
+    def annotation_ids(self) -> pl.Expr:
+        return pl.col("annotation_ids")
 
 
 @dataclass(frozen=True)
@@ -328,15 +338,24 @@ class Groups(Shape):
             {"a_img": "img", "a_label": "label"})
         groups = confident.group_by("img", "label", maintain_order=True).agg(
             pl.col("key").first(), *[pl.col(c).first() for c in IMAGE_COLUMNS],
-            count=pl.len(), min_score=pl.col("score").min(), idxs=pl.col("idx"), objects=_member_struct())
+            count=pl.len(), min_score=pl.col("score").min(), idxs=pl.col("idx"), objects=_member_struct(),
+            annotation_ids=pl.col("annotation_id"),
+            not_single=(pl.col("crowd").fill_null(False) | pl.col("depiction").fill_null(False)).any())
+        partial = chunk.images.select("img", "not_exhaustive")
         groups = (groups.join(uncertain, on=["img", "label"], how="left").join(overlap, on=["img", "label"], how="left")
-                  .with_columns(pl.col("uncertain").fill_null(0), pl.col("duplicate_iou").fill_null(0.0))
-                  .rename({"label": "a_label"}))
+                  .join(partial, on="img", how="left")
+                  .with_columns(pl.col("uncertain").fill_null(0), pl.col("duplicate_iou").fill_null(0.0),
+                                partial=pl.col("not_exhaustive").list.contains(pl.col("label")).fill_null(False))
+                  .drop("not_exhaustive").rename({"label": "a_label"}))
         return groups, {"considered": groups.height}
 
     def rules(self, family: Family) -> list[tuple[str, pl.Expr]]:
         # an image whose objects were capped (perception keeps the best scored) cannot say how many there are
+        # nor can a label whose annotations are not exhaustive (LVIS), or one with a box around several of
+        # them (crowd, group-of) or a picture of one (depiction) among its boxes
         return [("object_cap", pl.col("objects_over_cap") == 0),
+                ("not_exhaustive", ~pl.col("partial")),
+                ("crowd_or_depiction", ~pl.col("not_single")),
                 ("uncertain_detections", pl.col("uncertain") == 0),
                 ("duplicates", pl.col("duplicate_iou") <= family.duplicate_iou),
                 ("max_count", pl.col("count") <= family.max_count)]
@@ -354,5 +373,8 @@ class Groups(Shape):
         return frame["objects"]
 
     def phrase_columns(self) -> list[str]:
-        return ["objects", "a_label"]
+        return ["objects", "a_label", "annotation_ids"]
+
+    def annotation_ids(self) -> pl.Expr:
+        return pl.col("annotation_ids")
 
