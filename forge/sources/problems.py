@@ -36,6 +36,11 @@ class Problems:
         """A problem that stops reading at once (the file cannot be parsed further)."""
         raise SpecError([*self.lines, line])
 
+    def unreadable(self, line: str) -> None:
+        """The file is not valid text of its format: that one line, since what was found before may be
+        its echo (a missing bracket misplaces every value after it)."""
+        raise SpecError([line])
+
     def raise_any(self) -> None:
         if self.lines:
             more = self.count - len(self.lines)
