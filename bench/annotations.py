@@ -3,12 +3,14 @@
 Fabricates an Objects365-shaped COCO JSON (images, then annotations, then categories) and the same boxes as
 Open Images CSVs, then stages each the way `forge build` does (`forge.sources.annotated.stage`: one
 streaming read into Parquet, then DuckDB groups the boxes by image under a memory limit, spilling to
-disk) in a process of its own, and prints the time, the peak RSS and the rows staged. A second, smaller
+disk) in a process of its own, and prints the time (wall, and the CPU time of the whole child process: the machine may be shared), the
+peak RSS and the rows staged. A second, smaller
 size shows whether the peak grows with the file. Then it reads the staged table back a window at a time,
-as a build does, and prints images/s.
+as a build does, and prints images/s. First, the annotation path's cost per image in a build (decoding
+photos, depth maps and masks) on rendered scenes.
 
     python bench/annotations.py                      # 1.7M images x 15 boxes (25.5M), and 1/8 of that
-    python bench/annotations.py --images 200000      # a quicker look
+    python bench/annotations.py --images 200000 --scenes 200   # a quicker look
     python bench/annotations.py stage DIR FORMAT     # one staging run (the child process), JSON on stdout
 """
 
@@ -26,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.annotated_data import write_big_coco, write_big_openimages  # noqa: E402  (one generator for test and bench)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from annotated_data import write_big_coco, write_big_openimages  # noqa: E402  (one generator for test and bench)
 
 
 def source_of(folder: Path, fmt: str):
@@ -54,8 +56,9 @@ def stage_once(folder: Path, fmt: str) -> dict:
         images += staged.read(first, first + 10_000).num_rows
     read_seconds = time.perf_counter() - read_start
     shutil.rmtree(db, ignore_errors=True)
-    return {"seconds": seconds, "summary": staged.summary, "read_seconds": read_seconds, "read_images": images,
-            "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "summary": staged.summary,
+            "read_seconds": read_seconds, "read_images": images, "peak_bytes": usage.ru_maxrss * 1024}
 
 
 def staged_in_child(folder: Path, fmt: str) -> dict:
@@ -77,14 +80,35 @@ def generate(folder: Path, images: int, boxes: int) -> dict:
     return sizes
 
 
+def per_image(count: int, work: Path) -> None:
+    """The annotation path's cost per image in a build (`perception: annotations`): decoding the photo,
+    its 16-bit PNG depth map and its RLE masks, lifting and judging, on rendered 320x240 scenes."""
+    from conftest import demo_dict, write_spec
+    from scene_data import make_dataset, use_annotations
+
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+
+    make_dataset(work / "data", "png16_mm", count=count, masks=True, objects=(4, 9))
+    report = run_build(load_spec(write_spec(work, use_annotations(demo_dict(), "png16_mm"))), work / "db",
+                       echo=lambda _: None)
+    seconds = {stage.name: stage.seconds for stage in report.stages.stages}
+    print(f"  per image (perception: annotations, PNG depth maps and RLE masks, {count:,} rendered 320x240 scenes): "
+          f"perceive {count / seconds['perceive']:,.0f} images/s, whole build {count / sum(seconds.values()):,.0f} "
+          f"images/s ({report.qa_rows:,} QA rows)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1_700_000)
     parser.add_argument("--boxes", type=int, default=15, help="boxes per image (Objects365: ~14.7)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the generated files (default: a temp)")
+    parser.add_argument("--scenes", type=int, default=2_000, help="rendered scenes for the per-image cost")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        per_image(args.scenes, Path(tmp))
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for images in (args.images // 8, args.images):
             folder = Path(tmp) / str(images)
@@ -93,7 +117,8 @@ def main() -> None:
                 r = staged_in_child(folder, fmt)
                 s = r["summary"]
                 print(f"  {fmt:10} {sizes[fmt] / 2**30:5.2f} GiB file: staged {s['images']:,} images, "
-                      f"{s['boxes']:,} boxes in {r['seconds']:.0f} s ({s['images'] / r['seconds']:,.0f} images/s), "
+                      f"{s['boxes']:,} boxes in {r['seconds']:.0f} s ({s['images'] / r['seconds']:,.0f} images/s; "
+                      f"{r['cpu_seconds']:.0f} CPU-s in all), "
                       f"peak {r['peak_bytes'] / 2**30:.2f} GiB; read back in windows: {r['read_images']:,} images "
                       f"in {r['read_seconds']:.1f} s ({r['read_images'] / r['read_seconds']:,.0f} images/s)",
                       flush=True)

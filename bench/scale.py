@@ -89,6 +89,9 @@ def chunk(rng: np.random.Generator, start: int, size: int) -> pa.Table:
         "cy": pa.array(np.full(size, 240.0)),
         "camera_source": pa.array(np.array(["exif", "default"])[rng.integers(0, 2, size)]),
         "gravity_source": pa.array(np.array(["floor_fit", "none"])[rng.integers(0, 2, size)]),
+        "annotation_ids": pa.ListArray.from_arrays(  # the dataset's boxes behind each row
+            pa.array(np.arange(0, 2 * size + 1, 2), pa.int32()),
+            pa.array([str(v) for v in rng.integers(0, 25_000_000, 2 * size)])),
     }).cast(QA_SCHEMA)
 
 

@@ -2,8 +2,8 @@
 Images as box CSVs) with their human-drawn objects, staged once into a per-image Parquet table.
 
 The annotation file is read once, streaming (`coco.py`, `openimages.py`), into Parquet parts; DuckDB, with
-a memory limit and spilling to disk, checks their cross-references and groups the boxes by image into
-`objects.parquet`: one row per image, sorted by the dataset's image id, with its objects (label, score,
+a memory limit and spilling to disk, checks their cross-references and sorts images and boxes, and the
+sorted boxes are gathered a row group of images at a time into `objects.parquet`: one row per image, sorted by the dataset's image id, with its objects (label, score,
 box as fractions, crowd / group-of, depiction, truncated, segmentation, annotation id) and the labels
 whose annotation is not exhaustive (LVIS). So memory never follows the number of images or boxes, and a
 build reads the table a window at a time like any other source. The table is cached in the database by
@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -42,7 +44,7 @@ from forge.sources.problems import MAX_PROBLEMS, Problems
 from forge.spec.schema import AnnotationsSource
 
 STAGED = ".forge-annotations"  # in the database folder: one staged table per annotation file and label rules
-FORMAT = 1  # bump when what is staged changes
+FORMAT = 2  # bump when what is staged changes
 MEMORY_LIMIT = "1GB"  # DuckDB's, while grouping boxes by image; the rest spills to disk
 ROW_GROUP = 10_000  # images per row group of objects.parquet
 SUMMARY = "summary.json"  # beside objects.parquet: images, boxes kept, exact duplicates, boxes of dropped labels
@@ -54,6 +56,9 @@ OBJECT_TYPE = pa.struct([("annotation_id", pa.string()), ("label", pa.string()),
 TABLE_SCHEMA = pa.schema([("image_key", pa.string()), ("file_name", pa.string()), ("width", pa.int64()),
                           ("height", pa.int64()), ("extras", pa.string()), ("not_exhaustive", pa.list_(pa.string())),
                           ("objects", pa.list_(OBJECT_TYPE)), ("unique_stem", pa.bool_())])
+SORTED_BOXES = pa.schema([("image", pa.int64()), ("category", pa.string()), ("x", pa.float64()), ("y", pa.float64()),
+                          ("w", pa.float64()), ("h", pa.float64()), ("label", pa.string()),
+                          *[OBJECT_TYPE.field(name) for name in OBJECT_TYPE.names if name != "label"]])
 CheckImage = Callable[[dict, int, int, str], list[tuple[str, str]]]
 
 
@@ -279,49 +284,105 @@ def _stage_into(source: AnnotationsSource, base_dir: Path, work: Path, rules: di
         if source.instances is not None:
             db.execute(f"CREATE VIEW images AS SELECT * FROM read_parquet('{_sql(work / 'images.parquet')}')")
         else:  # Open Images: the images are the distinct ImageIDs, <ImageID>.jpg
-            db.execute("CREATE VIEW images AS SELECT min(position) AS position, image_key, "
+            db.execute("CREATE TEMP TABLE images AS SELECT min(position) AS position, image_key, "
                        "trim(image_key, '\"') || '.jpg' AS file_name, NULL::BIGINT AS width, NULL::BIGINT AS height, "
                        "NULL::VARCHAR AS extras, []::BIGINT[] AS not_exhaustive "
                        "FROM annotations GROUP BY image_key")
         _cross_checks(db, source, problems)
         problems.raise_any()
-        # a box annotated twice (same image, category and box) is one object: the first annotation stays
-        db.execute("CREATE TEMP TABLE boxes AS SELECT * FROM annotations "
-                   "QUALIFY row_number() OVER (PARTITION BY image_key, category, x, y, w, h ORDER BY position) = 1")
-        db.execute(f"""
-            COPY (
-              WITH partial AS (  -- per image, the labels whose boxes are not exhaustive (LVIS)
-                SELECT i.image_key, list(DISTINCT l.label ORDER BY l.label) AS labels
-                FROM images i, unnest(i.not_exhaustive) AS u(category) JOIN labels l ON l.category = u.category::VARCHAR
-                WHERE l.label IS NOT NULL GROUP BY i.image_key)
-              SELECT i.image_key, i.file_name, i.width, i.height, i.extras, coalesce(p.labels, []) AS not_exhaustive,
-                     coalesce(list({{annotation_id: a.annotation_id, label: l.label, score: a.score,
-                                     x1: greatest(a.x / coalesce(i.width, 1), 0), y1: greatest(a.y / coalesce(i.height, 1), 0),
-                                     x2: least((a.x + a.w) / coalesce(i.width, 1), 1), y2: least((a.y + a.h) / coalesce(i.height, 1), 1),
-                                     crowd: a.crowd, depiction: a.depiction, truncated: a.truncated,
-                                     segmentation: a.segmentation, position: a.position}} ORDER BY a.position)
-                                FILTER (WHERE l.label IS NOT NULL), []) AS objects,
-                     count(*) OVER (PARTITION BY regexp_replace(regexp_replace(i.file_name, '^.*/', ''),
-                                                                '[.][^.]*$', '')) = 1 AS unique_stem
-              FROM images i
-              LEFT JOIN partial p ON p.image_key = i.image_key
-              LEFT JOIN boxes a ON a.image_key = i.image_key
-              LEFT JOIN labels l ON l.category = a.category
-              GROUP BY i.position, i.image_key, i.file_name, i.width, i.height, i.extras, p.labels
-              ORDER BY i.position
-            ) TO '{_sql(work / "objects.parquet")}' (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP})""")
-        boxes, labelled = db.execute("SELECT count(*), count(l.label) FROM boxes a "
-                                     "LEFT JOIN labels l ON l.category = a.category").fetchone()
         total = db.execute("SELECT count(*) FROM annotations").fetchone()[0]
-        images = db.execute("SELECT count(*) FROM images").fetchone()[0]
-    (work / SUMMARY).write_text(json.dumps({"images": images, "boxes": labelled, "duplicates": total - boxes,
-                                            "dropped_labels": boxes - labelled}))
-    for name in ("images.parquet", "annotations.parquet", "spill"):
+        _sorted_parts(db, work)
+    counts = _group_by_image(work)
+    (work / SUMMARY).write_text(json.dumps({"images": counts["images"], "boxes": counts["kept"],
+                                            "duplicates": total - counts["kept"] - counts["dropped"],
+                                            "dropped_labels": counts["dropped"]}))
+    for name in ("images.parquet", "annotations.parquet", "images_sorted.parquet", "boxes_sorted.parquet", "spill"):
         target = work / name
         if target.is_dir():
             shutil.rmtree(target)
         else:
             target.unlink(missing_ok=True)
+
+
+def _sorted_parts(db: duckdb.DuckDBPyConnection, work: Path) -> None:
+    """The images in the dataset's order, and every box beside its image's position, sorted so that a box
+    annotated twice (same image, category and box) lies next to its twin: two external sorts, which
+    spill to disk, where one grouping of 25M boxes into lists would not fit in DuckDB's memory limit."""
+    db.execute(f"""
+        COPY (
+          WITH partial AS (  -- per image, the labels whose boxes are not exhaustive (LVIS)
+            SELECT i.image_key, list(DISTINCT l.label ORDER BY l.label) AS labels
+            FROM images i, unnest(i.not_exhaustive) AS u(category) JOIN labels l ON l.category = u.category::VARCHAR
+            WHERE l.label IS NOT NULL GROUP BY i.image_key)
+          SELECT i.position, i.image_key, i.file_name, i.width, i.height, i.extras,
+                 coalesce(p.labels, []) AS not_exhaustive,
+                 count(*) OVER (PARTITION BY regexp_replace(regexp_replace(i.file_name, '^.*/', ''),
+                                                            '[.][^.]*$', '')) = 1 AS unique_stem
+          FROM images i LEFT JOIN partial p ON p.image_key = i.image_key
+          ORDER BY i.position
+        ) TO '{_sql(work / "images_sorted.parquet")}' (FORMAT parquet)""")
+    db.execute(f"""
+        COPY (
+          SELECT i.position AS image, a.category, a.x, a.y, a.w, a.h, l.label, a.annotation_id, a.score,
+                 greatest(a.x / coalesce(i.width, 1), 0) AS x1, greatest(a.y / coalesce(i.height, 1), 0) AS y1,
+                 least((a.x + a.w) / coalesce(i.width, 1), 1) AS x2, least((a.y + a.h) / coalesce(i.height, 1), 1) AS y2,
+                 a.crowd, a.depiction, a.truncated, a.segmentation, a.position
+          FROM annotations a JOIN images i ON i.image_key = a.image_key LEFT JOIN labels l ON l.category = a.category
+          ORDER BY i.position, a.category, a.x, a.y, a.w, a.h, a.position
+        ) TO '{_sql(work / "boxes_sorted.parquet")}' (FORMAT parquet)""")
+
+
+def _group_by_image(work: Path) -> dict[str, int]:
+    """objects.parquet: the sorted images a row group at a time, each with its boxes (read alongside, as
+    far as the row group's last image) as a list in annotation order; exact duplicates after the first
+    and boxes of dropped labels left out. Memory: one row group and its boxes."""
+    boxes = _Boxes(work / "boxes_sorted.parquet")
+    counts = {"images": 0, "kept": 0, "dropped": 0}
+    with pq.ParquetWriter(work / "objects.parquet", TABLE_SCHEMA) as writer:
+        for images in pq.ParquetFile(work / "images_sorted.parquet").iter_batches(batch_size=ROW_GROUP):
+            positions = images.column("position").to_numpy()
+            taken = boxes.through(int(positions[-1]))
+            twin = np.zeros(taken.num_rows, bool)
+            if taken.num_rows > 1:
+                twin[1:] = np.logical_and.reduce([
+                    pc.equal(taken.column(key).slice(1), taken.column(key).slice(0, taken.num_rows - 1))
+                    .fill_null(False).to_numpy(zero_copy_only=False) for key in ("image", "category", "x", "y", "w", "h")])
+            labelled = pc.invert(pc.is_null(taken.column("label"))).to_numpy(zero_copy_only=False)
+            kept = taken.filter(pa.array(~twin & labelled))
+            counts["dropped"] += int((~twin & ~labelled).sum())
+            kept = kept.take(np.lexsort((kept.column("position").to_numpy(), kept.column("image").to_numpy())))
+            offsets = np.append(np.searchsorted(kept.column("image").to_numpy(), positions), kept.num_rows)
+            objects = pa.StructArray.from_arrays([kept.column(name).combine_chunks().cast(OBJECT_TYPE.field(name).type)
+                                                  for name in OBJECT_TYPE.names], fields=list(OBJECT_TYPE))
+            table = pa.Table.from_batches([images]).drop_columns(["position"])
+            table = table.append_column("objects", pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), objects))
+            writer.write_table(table.select(TABLE_SCHEMA.names).cast(TABLE_SCHEMA), row_group_size=ROW_GROUP)
+            counts["images"] += images.num_rows
+            counts["kept"] += kept.num_rows
+    return counts
+
+
+class _Boxes:
+    """The sorted boxes, read a batch at a time and handed out up to an image position."""
+
+    def __init__(self, path: Path):
+        self.batches = pq.ParquetFile(path).iter_batches(batch_size=100_000)
+        self.pending = SORTED_BOXES.empty_table()
+        self.done = False
+
+    def through(self, last: int) -> pa.Table:
+        """The boxes of images at positions <= `last` (the rest stay for the next call)."""
+        parts = [self.pending] if self.pending.num_rows else []
+        while not self.done and (not parts or parts[-1].column("image")[-1].as_py() <= last):
+            batch = next(self.batches, None)
+            if batch is None:
+                self.done = True
+            elif batch.num_rows:
+                parts.append(pa.Table.from_batches([batch]).cast(SORTED_BOXES))
+        table = pa.concat_tables(parts) if parts else SORTED_BOXES.empty_table()
+        cut = int(np.searchsorted(table.column("image").to_numpy(), last, side="right"))
+        self.pending = table.slice(cut)
+        return table.slice(0, cut)
 
 
 def _cross_checks(db: duckdb.DuckDBPyConnection, source: AnnotationsSource, problems: Problems) -> None:
