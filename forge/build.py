@@ -36,7 +36,7 @@ from forge.perception.table import RECORD_POLARS, RecordTable
 from forge.progress import ProgressFactory, Stage, StageTimes, no_progress
 from forge.runner import judge_workers
 from forge.spec.load import LoadedSpec
-from forge.spec.schema import ModelsPerception, RecordsSource
+from forge.spec.schema import GroundingModel, ModelsPerception, RecordsSource
 from forge.staging import Staging
 from forge.store import QA_SCHEMA, Store, WriteResult
 
@@ -107,15 +107,14 @@ def _check_models(loaded: LoadedSpec, options: RunOptions, echo: Callable[[str],
         import udfs.grounding  # noqa: F401
         from udfs.loading import resolve_model
 
+        from forge.perception.model_config import model_problems
+
         for _, model in model_tasks(perception).values():
             resolve_model(model.model, options.offline, echo)
-        if perception.segmentation is not None:
-            from transformers import AutoConfig
-
-            kind = AutoConfig.from_pretrained(resolve_model(perception.segmentation.model, options.offline, echo)).model_type
-            if kind != "sam":
-                raise ForgeError(f"perception.segmentation.model {perception.segmentation.model!r} is a {kind!r} model; "
-                                 f"forge runs SAM checkpoints (SamModel, e.g. facebook/sam-vit-base)")
+        grounding = perception.grounding.model if isinstance(perception.grounding, GroundingModel) else None
+        segmentation = perception.segmentation.model if perception.segmentation is not None else None
+        for key, message in model_problems(grounding, segmentation)[:1]:  # the models are all here now
+            raise ForgeError(f"{loaded.path}: perception.{'.'.join(key)}: {message}")
 
 
 def _build_key(loaded: LoadedSpec, seed: int, limit: int | None, chunk_size: int, options: RunOptions,

@@ -175,14 +175,15 @@ class MaskSource(BuildLookup):
 
     def _cached(self, row: dict) -> list[np.ndarray | None]:
         from forge.perception.masks import decode
-        from forge.perception.tasks import TASKS
+        from forge.perception.tasks import TASKS, masks_task, tasks_of
 
         spec = self._spec(row["spec_name"])
         perception = spec.spec.perception if spec is not None else None
         if perception is None or perception.kind != "models":
             return [None] * len(row["objects"])
         found = {}
-        for name in ("grounding", "segmentation") if perception.segmentation is not None else ("grounding",):
+        masks = masks_task(perception)
+        for name in ("grounding", masks) if masks in tasks_of(perception) else ("grounding",):
             task = TASKS[name]
             if not (self.db / f"{task.table}.lance").is_dir():
                 return [None] * len(row["objects"])
@@ -193,7 +194,7 @@ class MaskSource(BuildLookup):
             found[name] = rows[0]
         width, height = _picture_size(row["image_uri"])
         detections = found["grounding"]["detections"]
-        masks = found["segmentation"]["masks"] if "segmentation" in found else [None] * len(detections)
+        masks = found[masks]["masks"] if masks in found else [None] * len(detections)
         known = [((d["x1"], d["y1"], d["x2"], d["y2"]), decode(d["mask"] or m, height, width) if d["mask"] or m else None)
                  for d, m in zip(detections, masks)]  # an annotation's own mask first, as the build measured
         return _by_box(row, known)

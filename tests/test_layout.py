@@ -89,4 +89,4 @@ def test_sources_never_import_perception_and_udfs_hold_only_model_wrappers():
     assert not {(m, t) for m, targets in graph.items() if m.startswith("forge.sources") for t in targets
                 if t.startswith(("forge.perception", "forge.judge", "udfs"))}
     assert sorted(m for m in _modules() if m.startswith("udfs.")) == ["udfs.depth", "udfs.grounding", "udfs.loading",
-                                                                      "udfs.segmentation"]
+                                                                      "udfs.sam3", "udfs.segmentation"]

@@ -298,11 +298,11 @@ def test_model_progress_counts_identify_model_and_record_stages(tmp_path, models
     perception_models._LOADED.clear()
     loads = {}
     workers = dict(perception_models.WORKERS)
-    for output, (name, load, kind) in workers.items():
-        def counted(spec_, device, load=load, task={"depth": "depth", "detections": "grounding"}.get(output, output)):
+    for output, (name, load) in workers.items():
+        def counted(task_, spec_, device, load=load, task={"depth": "depth", "detections": "grounding"}.get(output, output)):
             loads[task] = loads.get(task, 0) + 1
-            return load(spec_, device)
-        monkeypatch.setitem(perception_models.WORKERS, output, (name, counted, kind))
+            return load(task_, spec_, device)
+        monkeypatch.setitem(perception_models.WORKERS, output, (name, counted))
     report = run_build(spec, tmp_path / "db", echo=lambda _: None, progress=progress, chunk_size=4)
     bars = {bar["label"]: bar for bar in progress.bars}
     judging = ["judging, pass 1 of 2: counting (2 chunks)", "judging, pass 2 of 2: phrasing and writing (2 chunks)"]

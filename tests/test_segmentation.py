@@ -138,4 +138,5 @@ def test_a_segmentation_model_that_is_not_sam_is_one_line(tmp_path, models):
     spec["perception"]["segmentation"] = {"model": str(depth)}
     result = CliRunner().invoke(main, ["build", str(write_spec(tmp_path, spec)), "--db", str(tmp_path / "db")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
-    assert "is a 'depth_anything' model; forge runs SAM checkpoints" in result.stderr
+    assert "spec.yaml:" in result.stderr and "perception.segmentation.model:" in result.stderr
+    assert "is a 'depth_anything' model; forge runs SAM and SAM 2 checkpoints" in result.stderr

@@ -1,4 +1,4 @@
-"""Tiny random-weight Depth Anything and OWL-ViT models, saved like real checkpoints.
+"""Tiny random-weight models (depth, detectors, SAM, SAM 2, SAM 3), saved like real checkpoints.
 
 Tests load them back through `from_pretrained(folder)`, the same path users take, so the
 loading, batching and conversion code runs for real without any download.
@@ -41,21 +41,34 @@ def save_tiny_depth(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_tiny_owlvit(folder: Path, version: int = 1) -> Path:
-    """OWL-ViT (version 1) or OWLv2 (version 2), which pads images to a square before detecting."""
-    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessorPil, Owlv2Processor
-
-    torch.manual_seed(0)
+def _letter_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A CLIP tokenizer over single letters, its special tokens last (OWL-ViT pools at the highest id)."""
     letters = "abcdefghijklmnopqrstuvwxyz"
     vocab = {c: i for i, c in enumerate(letters)}
     vocab.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
-    # special tokens last: OWL-ViT pools the text at the highest token id (the end token)
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>")
+
+
+def _processor_settings(folder: Path, processor: str, side: int, mean: float | list[float], std: float | list[float]) -> None:
+    """The settings a torchvision-only processor saves (SAM 2's, SAM 3's), written by hand: no torchvision here."""
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": processor, "do_resize": True, "size": {"height": side, "width": side}, "resample": 2,
+        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
+        "image_mean": mean if isinstance(mean, list) else [mean] * 3, "image_std": std if isinstance(std, list) else [std] * 3}))
+
+
+def save_tiny_owlvit(folder: Path, version: int = 1) -> Path:
+    """OWL-ViT (version 1) or OWLv2 (version 2), which pads images to a square before detecting."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessorPil, Owlv2Processor
+
+    torch.manual_seed(0)
+    tokenizer = _letter_tokenizer(folder)
+    vocab = tokenizer.get_vocab()
     end = vocab["<|endoftext|>"]
     config_class = OwlViTConfig if version == 1 else Owlv2Config
     config = config_class(
@@ -151,4 +164,66 @@ def save_tiny_depth_pro(folder: Path, seed: int = 0) -> Path:
         "image_processor_type": "DepthProImageProcessor", "do_resize": True, "size": {"height": 64, "width": 64},
         "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
         "image_std": [0.5, 0.5, 0.5]}))
+    return folder
+
+
+def save_tiny_sam2(folder: Path, seed: int = 0) -> Path:
+    """A tiny SAM 2 (Hiera encoder, multi-level embeddings) at a 64-px input, stretched, not padded."""
+    from transformers import Sam2Config, Sam2Model
+
+    torch.manual_seed(seed)
+    backbone = dict(model_type="sam2_hiera_det_model", hidden_size=16, num_attention_heads=1, image_size=[64, 64],
+                    blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[16, 32, 64, 128],
+                    num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[2, 2, 2, 2],
+                    global_attention_blocks=[3], window_positional_embedding_background_size=[2, 2])
+    vision = dict(backbone_config=backbone, backbone_channel_list=[128, 64, 32, 16],
+                  backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=32)
+    config = Sam2Config(vision_config=vision,
+                        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4),
+                        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=16))
+    Sam2Model(config).save_pretrained(folder)
+    _processor_settings(folder, "Sam2ImageProcessor", 64, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    return folder
+
+
+def sam3_config(side: int = 112, hidden: int = 32, layers: int = 1, queries: int = 10):
+    """A small SAM 3 (ViT, CLIP text encoder, DETR encoder/decoder, mask decoder) at a `side`-px input (a
+    multiple of 14); its masks are side/14 x 4 pixels a side."""
+    from transformers import Sam3Config
+
+    grid = side // 14
+    vit = dict(model_type="sam3_vit_model", hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2 * layers,
+               num_attention_heads=2, image_size=side, patch_size=14, window_size=max(2, grid // 2),
+               global_attn_indexes=[2 * layers - 1], pretrain_image_size=side)
+    vision = dict(backbone_config=vit, fpn_hidden_size=hidden,
+                  backbone_feature_sizes=[[grid * 4, grid * 4], [grid * 2, grid * 2], [grid, grid]])
+    text = dict(vocab_size=54, hidden_size=hidden, intermediate_size=2 * hidden, projection_dim=hidden, num_hidden_layers=layers,
+                num_attention_heads=2, max_position_embeddings=32, bos_token_id=52, eos_token_id=53, pad_token_id=53)
+    block = dict(hidden_size=hidden, num_attention_heads=2, intermediate_size=2 * hidden, num_layers=layers)
+    return Sam3Config(vision_config=vision, text_config=text, geometry_encoder_config=block, detr_encoder_config=block,
+                      detr_decoder_config=dict(block, num_queries=queries),
+                      mask_decoder_config=dict(hidden_size=hidden, num_attention_heads=2))
+
+
+def save_tiny_sam3(folder: Path, seed: int = 0, **size) -> Path:
+    """A tiny SAM 3 with its tokenizer and processor settings; `size` as `sam3_config` takes it."""
+    from transformers import Sam3Model
+
+    torch.manual_seed(seed)
+    config = sam3_config(**size)
+    model = Sam3Model(config)
+    with torch.no_grad():
+        # random heads score every query about 0.5 and put every box in the middle: make presence near
+        # certain, spread the query scores (so phrases differ and some find nothing), and give each query
+        # its own plausible box (its reference box: centres anywhere, sides about a quarter of the picture)
+        decoder = model.detr_decoder
+        decoder.presence_head.layer3.bias.fill_(4.0)
+        model.dot_product_scoring.query_proj.weight.mul_(300)
+        decoder.box_head.layer3.weight.zero_()
+        decoder.box_head.layer3.bias.zero_()
+        decoder.reference_points.weight[:, :2].normal_(0, 1.2)
+        decoder.reference_points.weight[:, 2:].normal_(-1.2, 0.4)
+    model.save_pretrained(folder)
+    _letter_tokenizer(folder).save_pretrained(folder)
+    _processor_settings(folder, "Sam3ImageProcessor", config.vision_config.image_size, 0.5, 0.5)
     return folder

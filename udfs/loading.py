@@ -1,5 +1,7 @@
 """What every model wrapper shares: resolving a model id or local folder before any worker starts (so a
-missing model is one clear error), picking the device and dtype, and the fixed-size, device-normalized input."""
+missing model is one clear error), picking the device and dtype, the fixed-size, device-normalized input, its
+preprocessing settings read without instantiating a processor (SAM 2's and SAM 3's exist only on torchvision),
+and low-resolution mask maps brought to the picture's size."""
 
 from __future__ import annotations
 
@@ -9,12 +11,15 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
 from PIL import Image
 
 from forge.errors import ForgeError
+from forge.perception.masks import resized
 
 
+MAX_MASK_SIDE = 1024  # mask maps are upsampled to at most this before the nearest-pixel scale to the picture
 SKIPPED_WEIGHTS = ["*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.tflite", "*.ot", "*.gguf"]  # other frameworks' copies
 
 
@@ -93,11 +98,30 @@ class DeviceNormalizer:
         return ((pixels * self.rescale - self.mean) / self.std).to(self.dtype)
 
 
-def to_square(image: Image.Image, height: int, width: int, pad_square: bool) -> np.ndarray:
+def processor_settings(model: str) -> dict:
+    """A model's saved image-processor settings (`preprocessor_config.json`, or the processor config's
+    `image_processor`), as a dict: what transformers' processor would do, without needing its backend."""
+    from transformers.image_processing_utils import ImageProcessingMixin
+
+    return ImageProcessingMixin.get_image_processor_dict(model)[0]
+
+
+def picture_masks(maps: torch.Tensor, width: int, height: int, threshold: float) -> np.ndarray:
+    """(n, h, w) mask maps covering the whole picture -> (n, height, width) booleans: bilinear up to the
+    picture's size (at most MAX_MASK_SIDE on the long side, then nearest pixel), above `threshold`, as
+    transformers' SAM post-processing does."""
+    scale = min(1.0, MAX_MASK_SIDE / max(width, height))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    up = (F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0] > threshold).cpu().numpy()
+    return up if size == (height, width) else np.stack([resized(mask, (height, width)) for mask in up])
+
+
+def to_square(image: Image.Image, height: int, width: int, pad_square: bool,
+              resample: Image.Resampling = Image.BICUBIC) -> np.ndarray:
     """Resize (optionally after padding to a square, bottom/right, mid-gray) to a fixed model input."""
     if pad_square:
         side = max(image.size)
         canvas = Image.new("RGB", (side, side), (128, 128, 128))
         canvas.paste(image, (0, 0))
         image = canvas
-    return np.array(image.resize((width, height), Image.BICUBIC), dtype=np.uint8)  # writable for torch
+    return np.array(image.resize((width, height), resample), dtype=np.uint8)  # writable for torch

@@ -38,7 +38,7 @@ from forge.perception.annotations import cached_detections, check_image, shape_p
 from forge.perception.cache import DETECTIONS_TABLE, SCHEMAS, PerceptionCache
 from forge.perception.models import records, run_models
 from forge.perception.records import PERCEIVED_TYPE, failed
-from forge.perception.tasks import TASKS, RunOptions, model_tasks, perception_label, tasks_of
+from forge.perception.tasks import TASKS, RunOptions, model_tasks, perception_label, tasks_of, together, who_makes_what
 from forge.progress import ProgressFactory, StageTimes, no_progress
 from forge.sources import Entry, Listing, listing
 from forge.sources.annotated import AnnotatedImages, stage
@@ -139,8 +139,9 @@ class ModelPerceiver:
         absent = {name: daft.lit(None).cast(daft.DataType.from_arrow_type(INDEX_SCHEMA.field(name).type))
                   for name in ("meta", *ANNOTATED)}
         with_meta = identified.with_columns({**absent, "order": daft.lit(0)})
-        run = tuple(model_tasks(self.perception))
-        title = f"models ({', '.join(run)}), on the images of a window the perception cache lacks"
+        run = together(tuple(model_tasks(self.perception)), self.keys)
+        title = (f"models ({', '.join(run)}), on the images of a window the perception cache lacks — "
+                 f"{who_makes_what(self.perception)}")
         given = [TASKS[name].title for name in self.keys if name not in run]
         if given:
             title += f"; {', '.join(given)}: the annotations' boxes, put into the cache as they are (no model)"
@@ -214,7 +215,7 @@ class ModelPerceiver:
             broken = self._given_boxes(rows, given, ids, keys, cached, cache, have)
         groups: dict[tuple[str, ...], list[int]] = {}
         for i in range(len(ids)):
-            tasks = tuple(name for name in self.keys if not cached[name][i])
+            tasks = together(tuple(name for name in self.keys if not cached[name][i]), self.keys)
             if tasks and ids[i] not in broken:
                 groups.setdefault(tasks, []).append(i)
         bar.update(len(rows) - sum(len(members) for members in groups.values()))

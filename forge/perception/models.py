@@ -21,13 +21,15 @@ import numpy as np
 from daft import DataFrame, DataType, Series, col
 from PIL import ImageOps
 
-from forge.perception.cache import DETECTION_TYPE
+from forge.perception.cache import DETECTION_TYPE, SCHEMAS
 from forge.perception.annotations import geometry
 from forge.perception.camera import Camera, choose
 from forge.perception.flip import flip_views
 from forge.perception.gravity import Gravity
+from forge.perception.model_config import makes_masks
 from forge.perception.records import PERCEIVED_TYPE, Detection, image_record, measured_objects
-from forge.perception.tasks import DEPTH_OUTPUTS, TASKS, ModelSpec, RunOptions, Task, model_tasks, perception_label, tasks_of
+from forge.perception.tasks import (TASKS, ModelSpec, RunOptions, Task, made_with, masks_task, model_tasks, perception_label,
+                                    tasks_of)
 from forge.sources.decoding import UNREADABLE, decode, reason
 from forge.sources.identity import THREADS
 from forge.sources.reading import Downloads
@@ -35,21 +37,39 @@ from forge.spec.schema import ModelsPerception, ObjectsSpec
 
 PREPARED_TYPE = DataType.struct({"prepare_error": DataType.string(),
                                  **{f"{name}_input": DataType.tensor(DataType.uint8()) for name in TASKS}})
-DEPTH_TYPE = DataType.struct({"kind": DataType.string(), "rows": DataType.int32(), "cols": DataType.int32(),
-                              "depth": DataType.binary(), "fov": DataType.float64()})
 DETECTIONS_TYPE = DataType.list(DataType.from_arrow_type(DETECTION_TYPE))
 MASKS_TYPE = DataType.list(DataType.string())
 DETECTOR_FOUND = {"annotation_id": None, "crowd": None, "depiction": None, "truncated": None, "mask": None}  # no annotation
 
 
-INPUTS = {"depth": "udfs.depth:DepthInputs", "detections": "udfs.grounding:GroundingInputs",
-          "masks": "udfs.segmentation:SegmentationInputs"}  # per task output: its CPU-side input preparation
+# per model kind: its wrapper module, CPU-side input preparation and model class; a task's kind is its
+# output, except a grounder that segments what it finds (SAM 3), which has its own wrapper
+KINDS = {"depth": ("udfs.depth", "DepthInputs", "DepthModel"),
+         "detections": ("udfs.grounding", "GroundingInputs", "GroundingModel"),
+         "segmenting grounder": ("udfs.sam3", "Sam3Inputs", "Sam3Grounder"),
+         "masks": ("udfs.segmentation", "SegmentationInputs", "SegmentationModel")}
+
+
+def _wrapper(task: Task, model: str, part: int):
+    """Part 1 (input preparation) or 2 (the model class) of a task's model wrapper."""
+    kind = "segmenting grounder" if task.output == "detections" and makes_masks(model) else task.output
+    return getattr(importlib.import_module(KINDS[kind][0]), KINDS[kind][part])
 
 
 def _inputs(task: Task, model: str):
     """The input preparation of a task's model (processor config only, no weights)."""
-    module, name = INPUTS[task.output].split(":")
-    return getattr(importlib.import_module(module), name)(model)
+    return _wrapper(task, model, 1)(model)
+
+
+def stored_fields(task: Task) -> list[str]:
+    """A task's output fields, as its cache table stores them (`Task.columns` names them in a frame)."""
+    return [c for c in SCHEMAS[task.table].names if c not in ("image_id", "key")]
+
+
+def output_type(tasks: list[Task]) -> DataType:
+    """What a model's UDF returns: one struct with the stored fields of every task it makes."""
+    return DataType.struct({field: DataType.from_arrow_type(SCHEMAS[task.table].field(field).type)
+                            for task in tasks for field in stored_fields(task)})
 
 
 @daft.cls
@@ -93,41 +113,36 @@ def _on_decoded(run, inputs: Series, widths: Series, heights: Series, *extra: Se
     return out
 
 
-def _load_depth(spec: ModelSpec, device):
-    from udfs.depth import DepthModel
-
-    model = DepthModel(spec.model, device)
+def _load_depth(task: Task, spec: ModelSpec, device):
+    model = _wrapper(task, spec.model, 2)(spec.model, device)
     return lambda batch, sizes: [{"kind": model.kind, "rows": m.shape[0], "cols": m.shape[1], "depth": m.tobytes(),
                                   "fov": fov} for m, fov in zip(*model(batch, sizes))]
 
 
-def _load_grounding(spec: ModelSpec, device):
-    from udfs.grounding import GroundingModel
+def _load_grounding(task: Task, spec: ModelSpec, device):
+    """Boxes per image, and the masks of a grounder that makes them (aligned with its detections)."""
+    model = _wrapper(task, spec.model, 2)(spec.model, device, spec.vocabulary, spec.threshold, spec.max_objects)
+    return lambda batch, sizes: [{"detections": [{"label": o["label"], "score": o["score"], "x1": o["box"][0],
+                                                  "y1": o["box"][1], "x2": o["box"][2], "y2": o["box"][3], **DETECTOR_FOUND}
+                                                 for o in found],
+                                  "masks": [o.get("mask") for o in found]} for found in model(batch, sizes)]
 
-    model = GroundingModel(spec.model, device, spec.vocabulary, spec.threshold, spec.max_objects)
-    return lambda batch, sizes: [[{"label": o["label"], "score": o["score"], "x1": o["box"][0], "y1": o["box"][1],
-                                   "x2": o["box"][2], "y2": o["box"][3], **DETECTOR_FOUND} for o in found]
-                                 for found in model(batch, sizes)]
 
-
-def _load_segmentation(spec: ModelSpec, device):
-    from udfs.segmentation import SegmentationModel
-
-    model = SegmentationModel(spec.model, device, spec.min_mask_fraction)
+def _load_segmentation(task: Task, spec: ModelSpec, device):
+    model = _wrapper(task, spec.model, 2)(spec.model, device, spec.min_mask_fraction)
 
     def run(batch: np.ndarray, sizes: list[tuple[int, int]], detections: list) -> list:
         boxes = [np.array([[d["x1"], d["y1"], d["x2"], d["y2"]] for d in found or []], dtype=np.float64).reshape(-1, 4)
                  for found in detections]
-        return model(batch, boxes, sizes)
+        return [{"masks": masks} for masks in model(batch, boxes, sizes)]
 
     return run
 
 
-# per task output: the UDF's name (as plans and Ray's dashboard show it), its model loader (a
-# callable from prepared batches to cache rows) and its return type
-WORKERS = {"depth": ("EstimateDepth", _load_depth, DEPTH_TYPE),
-           "detections": ("DetectObjects", _load_grounding, DETECTIONS_TYPE),
-           "masks": ("SegmentObjects", _load_segmentation, MASKS_TYPE)}
+# per task output: the UDF's name (as plans and Ray's dashboard show it) and its model loader (a callable
+# from prepared batches to a dict of cache fields per image)
+WORKERS = {"depth": ("EstimateDepth", _load_depth), "detections": ("DetectObjects", _load_grounding),
+           "masks": ("SegmentObjects", _load_segmentation)}
 
 
 _LOADED: dict[tuple[str, ...], object] = {}  # (task output, model spec, weights, device) -> the loaded model's runner
@@ -146,22 +161,28 @@ def _loaded(task: Task, spec: ModelSpec, device) -> object:
         if key not in _LOADED:
             while len(_LOADED) >= KEEP_LOADED:
                 _LOADED.pop(next(iter(_LOADED)))
-            _LOADED[key] = WORKERS[task.output][1](spec, device)
+            _LOADED[key] = WORKERS[task.output][1](task, spec, device)
         return _LOADED[key]
 
 
-def _model_udf(task: Task, spec: ModelSpec, options: RunOptions):
+def _model_udf(task: Task, spec: ModelSpec, options: RunOptions, made: list[Task]):
     """A class UDF running `task`'s model: one model per worker (one GPU each when there are GPUs),
-    batches of `batch_size` prepared images."""
+    batches of `batch_size` prepared images; it returns the fields of `task` and of the tasks `made` in
+    its pass."""
     from udfs.loading import pick_device
 
-    name, _, return_type = WORKERS[task.output]
+    name = WORKERS[task.output][0]
+    fields = [field for t in (task, *made) for field in stored_fields(t)]
+    return_type = output_type([task, *made])
 
     def __init__(self) -> None:
         self.run = _loaded(task, spec, pick_device(options.device))
 
     def __call__(self, inputs: Series, widths: Series, heights: Series, *prompts: Series) -> list:
-        return _on_decoded(self.run, inputs, widths, heights, *prompts)
+        def run(*args) -> list[dict]:
+            return [{field: out[field] for field in fields} for out in self.run(*args)]
+
+        return _on_decoded(run, inputs, widths, heights, *prompts)
 
     __call__.__qualname__ = f"{name}.__call__"
     batch = daft.method.batch(return_dtype=return_type, batch_size=options.batch_size or spec.batch_size)
@@ -248,15 +269,11 @@ def run_models(images: DataFrame, perception: ModelsPerception, options: RunOpti
         inputs = [col(f"{name}_input"), col("width"), col("height")]
         if task.prompted_by is not None:
             inputs.append(col(TASKS[task.prompted_by].columns()[0]))
-        out = _model_udf(task, spec, options)(*inputs)
-        names_out = task.columns()
-        if task.output == "depth":
-            df = df.with_column("depth_out", out).with_columns(
-                {n: col("depth_out").get(field) for field, n in zip(DEPTH_OUTPUTS, names_out)}
-            ).exclude("depth_out")
-        else:
-            df = df.with_column(names_out[0], out)
-        keep += names_out
+        made = made_with(name, names)
+        out = f"{name}_out"
+        columns = {column: col(out).get(field) for t in (task, *made) for field, column in zip(stored_fields(t), t.columns())}
+        df = df.with_column(out, _model_udf(task, spec, options, made)(*inputs)).with_columns(columns).exclude(out)
+        keep += list(columns)
     return df.select(*keep)
 
 
@@ -278,5 +295,5 @@ def records(joined: DataFrame, perception: ModelsPerception, objects: ObjectsSpe
     args = [col("image_id"), col("path"), col("meta"), col("width"), col("height"), col("exif_fx"), col("exif_fy"),
             col("annotated_width"), col("annotated_height"), col("extras"), col("not_exhaustive"), col("kind"), col("rows"), col("cols"), col("depth"), col("fov"), col("detections"),
             *outputs("check", absent_map), *outputs("flip_depth", absent_map),
-            *outputs("flip_grounding", [DETECTIONS_TYPE]), *outputs("segmentation", [MASKS_TYPE])]
+            *outputs("flip_grounding", [DETECTIONS_TYPE]), *outputs(masks_task(perception), [MASKS_TYPE])]
     return joined.select(record(*args).alias("perceived")).select(col("perceived").unnest())

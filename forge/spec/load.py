@@ -279,6 +279,18 @@ def _check_geometry(spec: Spec, base: Path, problems: _Problems) -> None:
                                              "records with them (forge lifts objects where the depth map is)")
 
 
+def _check_models(spec: Spec, base: Path, problems: _Problems) -> None:
+    """Refuse a segmenter that is no SAM or SAM 2, or one beside a SAM 3 grounder (which makes masks itself),
+    where the models' configs are on this machine; a build checks again once it has downloaded them."""
+    from forge.perception.model_config import model_problems
+
+    perception = spec.perception
+    if isinstance(perception, ModelsPerception) and perception.segmentation is not None:
+        grounding = perception.grounding.model if isinstance(perception.grounding, GroundingModel) else None
+        for key, message in model_problems(grounding, perception.segmentation.model, base):
+            problems.add(("perception", *key), message)
+
+
 def _source_problem(problems: _Problems, check: Callable[[], object]) -> None:
     """Run a source reader's own check; its error ("source.<key>: message") becomes a problem at that key."""
     try:
@@ -534,6 +546,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     _check_semantics(spec, problems)
     _check_paths(path, spec, problems)
     _check_geometry(spec, path.parent, problems)
+    _check_models(spec, path.parent, problems)
     spec = _resolve_vocabulary(spec, path.parent, problems)
     spec = _resolve_annotations(spec, path.parent, problems)
     if problems.items:

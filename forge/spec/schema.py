@@ -155,7 +155,10 @@ class DepthModel(Model):
 
 
 class GroundingModel(Model):
-    model: str = Field(min_length=1, description="Hugging Face id or local folder")
+    """An open-vocabulary detector (OWLv2, OWL-ViT, Grounding DINO), or SAM 3, which also segments every
+    object it finds (so no segmentation pass runs)."""
+
+    model: str = Field(min_length=1, description="Hugging Face id or local folder (a detector, or SAM 3: boxes and masks)")
     vocabulary: Union[list[Annotated[str, Field(min_length=1)]], Annotated[str, Field(min_length=1)]] = Field(
         description="names to detect: a list, a text file (one per line, relative to the spec), or coco | objects365"
     )
@@ -166,10 +169,10 @@ class GroundingModel(Model):
 
 
 class SegmentationModel(Model):
-    """Box-prompted segmentation (SAM): a mask per detected object, so its depth is read from its own
+    """Box-prompted segmentation (SAM, SAM 2): a mask per detected object, so its depth is read from its own
     pixels, whatever covers its box."""
 
-    model: str = Field(min_length=1, description="Hugging Face id or local folder (SamModel)")
+    model: str = Field(min_length=1, description="Hugging Face id or local folder (SamModel or Sam2Model)")
     batch_size: int = Field(8, ge=1, le=1024)
     concurrency: int = Field(1, ge=1, le=1024, description="model workers (one per GPU)")
     min_mask_fraction: float = Field(
