@@ -5,27 +5,16 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from conftest import REPO, copy_db, demo_dict, read_table, write_spec
-from forge.build import run_build
+from conftest import read_table
 from forge.cli import main
 from forge.sample import Mix, draw
-from forge.spec.load import load_spec
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory, demo_db):
-    folder = tmp_path_factory.mktemp("sample")
-    quiet = {"echo": lambda _: None}
-    copy_db(demo_db, folder)  # the session's demo build (60 scenes)
-    copy = dict(demo_dict(images=60), name="demo_copy")  # the same questions on the same images, another spec
-    run_build(load_spec(write_spec(folder, copy, name="copy.yaml")), folder / "db", **quiet)
-    grounding = yaml.safe_load((REPO / "specs" / "families" / "grounding.yaml").read_text())
-    grounding["source"]["images"] = 40
-    run_build(load_spec(write_spec(folder, grounding, name="grounding.yaml")), folder / "db", **quiet)
-    return folder / "db"
+def db(sample_db):
+    return sample_db
 
 
 def test_quotas_fill_equal_cells_and_report_what_is_missing(db):
