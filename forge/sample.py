@@ -35,7 +35,7 @@ from forge.query import check_params, open_table
 from forge.sampling.order import TAKE_ALL
 from forge.sampling.quotas import family_targets, thresholds, water_fill
 from forge.sampling.scan import Rows, check_condition, connection, count_cells, pick_candidates, read_rows
-from forge.sampling.select import Selection, select
+from forge.sampling.select import KEY, Selection, select
 from forge.yaml_files import read_yaml_text
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -164,7 +164,7 @@ class Choice:
     """The chosen rows (ids, offsets, family, split and what dedup read) and the report; `read` fetches them whole."""
 
     dataset: lance.LanceDataset
-    chosen: pl.DataFrame  # in seeded order: qid, pos, ord, family, split, image_id, question, extra columns
+    chosen: pl.DataFrame  # in seeded order: cell, ord, pos, image_id, question, extra columns, family, split
     report: SampleReport
     splits: dict[str, float]
 
@@ -222,9 +222,9 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
                    if every_family else mix.weights)
         targets = family_targets(mix.quotas, weights, mix.n)
         cells = (counted.filter(pl.col("family").is_in(list(targets)) & (pl.col("rows") > 0))
-                 .sort(["family", *strata]).with_row_index("cell"))
-        empty = pl.from_arrow(dataset.schema.empty_table().select(list(dict.fromkeys(["image_id", "question", *extra]))))
-        selection, quota = _fill(conn, rows, strata, cells, targets, seed, empty, progress)
+                 .sort(pl.struct("family", *strata)).with_row_index("cell"))  # as sorting by each, faster
+        keys = list(dict.fromkeys([*KEY, *extra]))
+        selection, quota = _fill(conn, rows, strata, cells, targets, seed, keys, progress)
     chosen = selection.taken.with_columns(family=cells.get_column("family").gather(selection.taken.get_column("cell")),
                                           split=split_expr(mix.splits))
     report_cells = cells.drop("cell").with_columns(quota=pl.Series(quota), obtained=pl.Series(selection.obtained))
@@ -234,22 +234,20 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
 
 
 def _fill(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells: pl.DataFrame,
-          targets: dict[str, int], seed: int, empty: pl.DataFrame, progress: ProgressFactory) -> tuple[Selection, np.ndarray]:
+          targets: dict[str, int], seed: int, keys: list[str], progress: ProgressFactory) -> tuple[Selection, np.ndarray]:
     """Scan for each cell's candidates and trim them until every cell has its quota or has run out.
 
     A cell short inside its threshold is rescanned with a wider one; a cell short with every row scanned
     has fewer distinct questions than rows: its size becomes what it yielded and its family is shared
-    out again (water-filling), which may widen the others. `empty` gives the candidates' columns when no
-    cell needs a scan.
+    out again (water-filling), which may widen the others. `keys` are the qa columns the candidates carry.
     """
     sizes = cells.get_column("rows").to_numpy().astype(np.int64)
     available = sizes.copy()
     quota = _family_quotas(cells, available, targets)
     widen = np.ones(len(sizes))
     threshold = np.zeros(len(sizes), dtype=np.uint64)
-    candidates = pl.DataFrame(schema={"cell": pl.UInt32, "ord": pl.UInt64, "qid": pl.UInt64, "pos": pl.UInt64,
-                                      **empty.schema})
-    extra = [c for c in empty.columns if c not in ("image_id", "question")]
+    empty = pl.from_arrow(rows.dataset.schema.empty_table().select(keys))
+    candidates = pl.DataFrame(schema={"cell": pl.UInt32, "ord": pl.UInt64, "pos": pl.UInt64, **empty.schema})
     while True:
         wanted = np.where(quota > 0, thresholds(quota, sizes, widen), 0).astype(np.uint64)
         rescan = wanted > threshold
@@ -257,7 +255,7 @@ def _fill(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells:
             threshold = np.maximum(threshold, wanted)
             scanned = cells.filter(pl.Series(rescan)).select("family", *strata, "cell").with_columns(
                 threshold=pl.Series(threshold[rescan], dtype=pl.UInt64))
-            found = pick_candidates(conn, rows, strata, scanned.to_arrow(), seed, extra, progress)
+            found = pick_candidates(conn, rows, strata, scanned.to_arrow(), seed, keys, progress)
             kept = candidates.filter(~pl.col("cell").is_in(scanned.get_column("cell").implode()))
             candidates = pl.concat([kept, found.cast(kept.schema)])
         selection = select(candidates, quota)

@@ -4,8 +4,8 @@ Both scans stream Lance batches of only the columns they need into DuckDB (bound
 limit, spilling into the database's own scratch folder, forge.spill), so memory follows the cells and
 the sample, not the table:
 - `count_cells`: rows per cell (family × stratify values) among the rows `--where` and `--split` keep;
-- `pick_candidates`: the rows whose seeded order falls under their cell's threshold, with what dedup
-  needs (image id and question) — a little more than the quotas;
+- `pick_candidates`: the rows whose seeded order falls under their cell's threshold — a little more
+  than the quotas — then what dedup needs (image id and question) read for those rows only;
 - `read_rows`: every column of the chosen rows, by Lance `take` for a small share of the table and by
   one filtered scan for a larger one (take decodes a page per row: measured, bench/RESULTS.md).
 The connection is read-only like `forge query`'s, and Ctrl-C stops DuckDB (forge.stopping).
@@ -25,11 +25,12 @@ import lance
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from forge.errors import ForgeError
 from forge.progress import ProgressFactory
 from forge.query import READ_ONLY
-from forge.sampling.order import order_sql
+from forge.sampling.order import order_of
 from forge.spill import spill_folder
 from forge.stopping import run_stoppable
 
@@ -37,7 +38,6 @@ BATCH_ROWS = 1 << 16
 MEMORY_LIMIT = "768MB"  # DuckDB's share; Lance's batches, the cells and the candidates come on top
 TAKE_SHARE = 1 / 75  # below this share of the table, take beats a scan (39 us per taken row, 0.5 us per scanned)
 IMAGE_POSITION_SQL = "CAST('0x' || substr(image_id, 1, 8) AS UBIGINT)"
-KEY_COLUMNS = ["image_id", "question"]  # an identical question on one image is the same sample
 
 
 @dataclass
@@ -96,17 +96,41 @@ def connection(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
                 conn.close()
 
 
-def _reader(dataset: lance.LanceDataset, columns: list[str], bar) -> pa.RecordBatchReader:
-    """The table's `columns` in order, with `_pos` (the row's offset, for `take`), moving a progress bar."""
+@dataclass
+class Order:
+    """The seed, and per family the highest threshold of its cells: rows above it cannot be candidates."""
+
+    seed: int
+    families: pa.Array  # string
+    tops: np.ndarray  # uint64, one per family
+
+    def under_top(self, batch: pa.RecordBatch) -> pa.Array:
+        """Which rows of the batch lie under their family's top (none of a family without cells to scan)."""
+        family = pc.fill_null(pc.index_in(batch.column("family"), value_set=self.families), len(self.tops))
+        top = np.append(self.tops, np.uint64(0))[family.to_numpy()]
+        return pa.array(batch.column("_ord").to_numpy() <= top)
+
+
+def _reader(dataset: lance.LanceDataset, columns: list[str], bar, order: Order | None = None) -> pa.RecordBatchReader:
+    """The table's `columns` in order, with `_pos` (the row's offset, for `take`), moving a progress bar.
+
+    With `order`: also `_ord`, each row's seeded order, and only the rows under their family's highest
+    threshold, so that DuckDB sees little more than the candidates (and the rows of tiny cells)."""
     scanner = dataset.scanner(columns=list(dict.fromkeys(columns)), batch_size=BATCH_ROWS, scan_in_order=True)
-    schema = scanner.projected_schema.append(pa.field("_pos", pa.uint64()))
+    fields = [pa.field("_pos", pa.uint64())] + ([pa.field("_ord", pa.uint64())] if order else [])
+    schema = pa.schema([*scanner.projected_schema, *fields])
 
     def batches() -> Iterator[pa.RecordBatch]:
         start = 0
         for batch in scanner.to_batches():
             rows = batch.num_rows
-            yield pa.RecordBatch.from_arrays([*batch.columns, pa.array(np.arange(start, start + rows, dtype=np.uint64))],
-                                             schema=schema)
+            extra = [pa.array(np.arange(start, start + rows, dtype=np.uint64))]
+            if order is not None:
+                extra.append(pa.array(order_of(batch.column("qa_id"), order.seed)))
+            out = pa.RecordBatch.from_arrays([*batch.columns, *extra], schema=schema)
+            if order is not None:
+                out = out.filter(order.under_top(out))
+            yield out
             start += rows
             bar.update(rows)
 
@@ -125,10 +149,10 @@ def _query(conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object])
 
 @contextmanager
 def _scan(conn: duckdb.DuckDBPyConnection, rows: Rows, columns: list[str], progress: ProgressFactory,
-          label: str) -> Iterator[None]:
+          label: str, order: Order | None = None) -> Iterator[None]:
     """The table's needed columns visible to `conn` as `scan` while the block runs."""
     with progress(label, rows.dataset.count_rows(), "rows") as bar:
-        conn.register("scan", _reader(rows.dataset, columns + rows.columns(), bar))
+        conn.register("scan", _reader(rows.dataset, columns + rows.columns(), bar, order))
         try:
             yield
         finally:
@@ -159,30 +183,35 @@ def count_cells(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], 
 
 
 def pick_candidates(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells: pa.Table, seed: int,
-                    extra: list[str], progress: ProgressFactory) -> pl.DataFrame:
-    """Rows under their cell's threshold: cell, order, qid, pos, image_id, question and the `extra` columns.
+                    keys: list[str], progress: ProgressFactory) -> pl.DataFrame:
+    """Rows under their cell's threshold: cell, ord (seeded order), pos (offset) and the `keys` columns.
 
     `cells` holds family, the strata, `cell` (an id) and `threshold` (uint64) for the cells to scan. The
-    rows first meet their family's highest threshold (a join with a few rows), so only a little more than
-    the sample reaches the join on the stratify values.
+    scan reads family, the strata and qa_id only; the keys (what dedup compares, and what a dry run
+    shows) are taken for the candidates afterwards, so their cost follows the sample, not the table.
     """
+    tops = pl.from_arrow(cells).group_by("family").agg(pl.col("threshold").max())
+    families = pa.array(tops.get_column("family").to_list(), rows.dataset.schema.field("family").type)
+    order = Order(seed, families, tops.get_column("threshold").to_numpy())
     conn.register("cells", cells)
-    conn.register("tops", pl.from_arrow(cells).group_by("family").agg(pl.col("threshold").max()).to_arrow())
     try:
-        wanted = list(dict.fromkeys(["family", *strata, "qa_id", *KEY_COLUMNS, *extra]))
-        inner = ", ".join(quoted(c) for c in wanted if c != "qa_id")
-        keys = " AND ".join(f"c.{quoted(c)} IS NOT DISTINCT FROM s.{quoted(c)}" for c in strata) or "TRUE"
-        carried = "".join(f", s.{quoted(c)}" for c in dict.fromkeys([*KEY_COLUMNS, *extra]))
-        sql = (f"SELECT c.cell, s.ord, s.qid, s._pos AS pos{carried} FROM "
-               f"(SELECT *, {order_sql('qid', seed)} AS ord FROM "
-               f"(SELECT {inner}, CAST(qa_id AS UBIGINT) AS qid, _pos FROM scan WHERE {rows.condition()})) s "
-               f"JOIN tops t ON t.family = s.family AND s.ord <= t.threshold "
-               f"JOIN cells c ON c.family = s.family AND {keys} AND s.ord <= c.threshold")
-        with _scan(conn, rows, wanted, progress, "sampling: choosing rows"):
-            return pl.from_arrow(_query(conn, sql, rows.params))
+        wanted = list(dict.fromkeys(["family", *strata, "qa_id"]))
+        same = " AND ".join(f"c.{quoted(c)} IS NOT DISTINCT FROM s.{quoted(c)}" for c in strata) or "TRUE"
+        sql = (f"SELECT c.cell, s._ord AS ord, s._pos AS pos FROM (SELECT * FROM scan WHERE {rows.condition()}) s "
+               f"JOIN cells c ON c.family = s.family AND {same} AND s._ord <= c.threshold")
+        with _scan(conn, rows, wanted, progress, "sampling: choosing rows", order):
+            found = pl.from_arrow(_query(conn, sql, rows.params))
     finally:
         conn.unregister("cells")
-        conn.unregister("tops")
+    return _with_keys(rows.dataset, found, keys)
+
+
+def _with_keys(dataset: lance.LanceDataset, found: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """`found` (with `pos`) and the `keys` columns of its rows, read by offset."""
+    found = found.sort("pos")
+    table = dataset.take(found.get_column("pos").to_numpy(), columns=keys) if found.height else \
+        dataset.schema.empty_table().select(keys)
+    return pl.concat([found, pl.from_arrow(table)], how="horizontal")
 
 
 def read_rows(dataset: lance.LanceDataset, chosen: pl.DataFrame, progress: ProgressFactory) -> pa.Table:
