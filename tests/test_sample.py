@@ -86,3 +86,40 @@ def test_sample_mistakes_are_one_line(db, tmp_path, args, message):
     result = CliRunner().invoke(main, ["sample", "--db", str(db), *args, "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory, demo_db):
+    """The demo table built again in chunks of 7 images."""
+    from conftest import demo_dict, write_spec
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+
+    folder = tmp_path_factory.mktemp("chunks")
+    run_build(load_spec(write_spec(folder, demo_dict(images=60))), folder / "db", echo=lambda _: None, chunk_size=7)
+    return folder / "db"
+
+
+def test_the_rows_do_not_depend_on_chunks_layout_compaction_or_threads(demo_db, rebuilt, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    import lance
+    import numpy as np
+
+    assert read_table(demo_db).column("qa_id").equals(read_table(rebuilt).column("qa_id"))
+    mixes = [Mix(n=120, stratify=["answer"]), Mix(quotas={"depth_order": 40}, stratify=["template_id"], split="train")]
+    expected = [draw(demo_db, mix, seed=9)[0].column("qa_id") for mix in mixes]
+    assert [draw(rebuilt, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected
+    # the same rows shuffled into fragments of 97, then compacted into one
+    shuffled = shutil.copytree(demo_db, tmp_path / "db")
+    table = read_table(demo_db)
+    order = np.random.default_rng(1).permutation(table.num_rows)
+    lance.write_dataset(table.take(order), shuffled / "qa.lance", mode="overwrite", max_rows_per_file=97)
+    assert len(lance.dataset(str(shuffled / "qa.lance")).get_fragments()) > 1
+    assert [draw(shuffled, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected
+    lance.dataset(str(shuffled / "qa.lance")).optimize.compact_files(target_rows_per_fragment=1 << 20)
+    assert len(lance.dataset(str(shuffled / "qa.lance")).get_fragments()) == 1
+    assert [draw(shuffled, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # DuckDB's threads
+    assert [draw(shuffled, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected
