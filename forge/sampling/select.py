@@ -29,41 +29,52 @@ class Selection:
 
 
 def select(candidates: pl.DataFrame, quota: np.ndarray) -> Selection:
-    """Take each cell's quota (by cell id) from `candidates` (columns cell, ord, image_id, question, ...)."""
-    order = ["ord"] if not candidates.get_column("ord").is_duplicated().any() else ["ord", "cell", *KEY]
-    walk = candidates.sort(order)
-    walk = walk.with_columns(room=pl.Series(quota[walk.get_column("cell").to_numpy()], dtype=pl.Int64),
-                             repeated=pl.struct(KEY).is_duplicated())
-    skipped = 0
-    if walk.get_column("repeated").any():
-        eligible, skipped = _walk_repeated(walk)
+    """Take each cell's quota (by cell id) from `candidates` (columns cell, ord, image_id, question, ...).
+
+    The walk runs over slim columns (cell, and a hash of the key that flags the rows that may repeat), and
+    the chosen rows are gathered once: memory stays near the candidates' own size."""
+    by = ["ord"] if not candidates.get_column("ord").is_duplicated().any() else ["ord", "cell", *KEY]
+    index = candidates.select(pl.arg_sort_by(by)).to_series()
+    walk = candidates.select("cell", hash=pl.struct(KEY).hash())[index]
+    cell = walk.get_column("cell").to_numpy().astype(np.int64)
+    room = quota[cell]
+    repeated = np.zeros(walk.height, dtype=bool)
+    maybe = np.flatnonzero(walk.get_column("hash").is_duplicated().to_numpy())  # equal keys hash alike
+    if len(maybe):
+        keys = candidates.select(KEY)[index.gather(maybe)]
+        repeated[maybe] = keys.is_duplicated().to_numpy()
+        eligible, skipped = _walk_repeated(cell, room, repeated, maybe, keys.select(pl.struct(KEY).rank("dense")))
     else:
-        eligible = pl.Series(np.ones(walk.height, dtype=bool))
-    walk = walk.with_columns(eligible=eligible)
-    rank = (pl.col("eligible").cast(pl.Int64).cum_sum() - 1).over("cell")
-    taken = walk.filter(pl.col("eligible") & (rank < pl.col("room"))).drop("room", "repeated", "eligible")
-    obtained = np.bincount(taken.get_column("cell").to_numpy(), minlength=len(quota))
+        eligible, skipped = np.ones(walk.height, dtype=bool), 0
+    rank = pl.DataFrame({"cell": cell, "e": eligible}).select((pl.col("e").cum_sum() - 1).over("cell")).to_series()
+    take = eligible & (rank.to_numpy() < room)
+    taken = candidates[index.gather(np.flatnonzero(take))]
+    obtained = np.bincount(cell[take], minlength=len(quota))
     return Selection(taken, obtained, skipped)
 
 
-def _walk_repeated(walk: pl.DataFrame) -> tuple[pl.Series, int]:
-    """Which rows may be taken: every row whose question is unique among the candidates, and each repeated
-    question's first row met while its cell had room; and how many repeats were skipped."""
-    unique = ~pl.col("repeated")
-    before = walk.select((unique.cast(pl.Int64).cum_sum() - unique.cast(pl.Int64)).over("cell").alias("n"))
-    repeated = walk.with_columns(before=before.get_column("n")).with_row_index("row").filter(pl.col("repeated"))
-    repeated = repeated.with_columns(key=pl.struct(KEY).rank("dense"))
-    eligible = ~walk.get_column("repeated").to_numpy()
+def _walk_repeated(cell: np.ndarray, room: np.ndarray, repeated: np.ndarray, maybe: np.ndarray,
+                   key_rank: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """Which rows (in walk order) may be taken: every row whose question is unique among the candidates, and
+    each repeated question's first row met while its cell had room; and how many repeats were skipped.
+    `maybe` are the walk positions of `key_rank` (one key id per row), which hold every repeated row."""
+    unique = ~repeated
+    before = (pl.DataFrame({"cell": cell, "u": unique})
+              .select((pl.col("u").cum_sum() - pl.col("u")).over("cell")).to_series().to_numpy())
+    eligible = unique.copy()
     used: set[int] = set()
     taken_in: dict[int, int] = {}
     skipped = 0
-    for row, cell, room, unique_before, key in repeated.select("row", "cell", "room", "before", "key").iter_rows():
-        if unique_before + taken_in.get(cell, 0) >= room:
+    for row, key in zip(maybe.tolist(), key_rank.to_series().to_list()):
+        if not repeated[row]:
+            continue
+        here = int(cell[row])
+        if before[row] + taken_in.get(here, 0) >= room[row]:
             continue  # the cell is full before this row
         if key in used:
             skipped += 1
             continue
         used.add(key)
-        taken_in[cell] = taken_in.get(cell, 0) + 1
+        taken_in[here] = taken_in.get(here, 0) + 1
         eligible[row] = True
-    return pl.Series(eligible), skipped
+    return eligible, skipped
