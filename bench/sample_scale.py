@@ -113,7 +113,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}; forge sample --n {args.n:,} --stratify {args.stratify}", flush=True)
     results = []
-    for db in args.db:
+    for db in (path.resolve() for path in args.db):
         result = {"db": str(db), "load_before": os.getloadavg()[0], "scan": measure("scan", db, args.n, args.stratify),
                   "choose": measure("choose", db, args.n, args.stratify), "dry_run": dry_run(db, args.n, args.stratify)}
         if old:
