@@ -223,6 +223,7 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
         targets = family_targets(mix.quotas, weights, mix.n)
         cells = (counted.filter(pl.col("family").is_in(list(targets)) & (pl.col("rows") > 0))
                  .sort(pl.struct("family", *strata)).with_row_index("cell"))  # as sorting by each, faster
+        del counted  # a copy of every cell: with a near-unique stratify column, one per row of a family
         keys = list(dict.fromkeys([*KEY, *extra]))
         selection, quota = _fill(conn, rows, strata, cells, targets, seed, keys, progress)
     chosen = selection.taken.with_columns(family=cells.get_column("family").gather(selection.taken.get_column("cell")),
