@@ -415,7 +415,8 @@ def _echo_export(result) -> None:
               help="qwen2.5: the min_pixels your Qwen2.5-VL training uses.")
 @click.option("--openai-images", type=click.Choice(["base64", "path"]), default="base64", show_default=True,
               help="openai: each image inline as a base64 data URL, or as its path in the export folder.")
-@click.option("--dry-run", is_flag=True, help="Print the mixture (rows per family, split and answer) and write nothing.")
+@click.option("--dry-run", is_flag=True, help="Choose the rows and print the mixture (rows per family, split and answer, "
+                                               "then what each cell takes) without reading them or writing anything.")
 @_user_errors
 @_interruptible
 def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: tuple[str, ...], n: int | None,
@@ -425,7 +426,7 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     """Draw a balanced, deterministic training mixture from the qa table and export it as a folder a
     trainer can use as it is."""
     from forge.query import parse_params
-    from forge.sample import Mix, draw, load_mix, mixture_lines
+    from forge.sample import Mix, choose, load_mix, mixture_lines
 
     if not dry_run:
         if out is None:
@@ -441,13 +442,13 @@ def sample(db: Path, mix_file: Path | None, families: tuple[str, ...], quotas: t
     mix.where = where or mix.where
     mix.params = parse_params(params)
     mix.split = split or mix.split
-    table, report = draw(db, mix, seed)
-    for line in report.lines():
+    choice = choose(db, mix, seed, extra=("answer",) if dry_run else (), progress=_progress_bar)
+    for line in choice.report.lines():
         click.echo(line, err=True)
     if dry_run:
-        for line in mixture_lines(table):
-            click.echo(line)
+        click.echo("\n".join([*mixture_lines(choice.chosen), "", *choice.report.cell_lines()]))
         return
+    table = choice.read(_progress_bar)
     from forge.export import export
     from forge.export.samples import ExportOptions
 

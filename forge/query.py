@@ -146,14 +146,29 @@ def run_query(db: Path, sql: str, params: dict[str, object] | None = None, engin
         except (ValueError, OSError) as exc:  # Lance's filter dialect differs from DuckDB's in places
             if engine == "lance":
                 raise ForgeError(f"query failed in the Lance engine: {' '.join(str(exc).split())[:300]}") from None
-    wanted = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
     params = params or {}
+    check_params(sql, params)
+    return _duckdb(db, sql, params, datasets, unreadable, timeout)
+
+
+def check_params(sql: str, params: dict[str, object]) -> None:
+    """ForgeError when the $name placeholders of `sql` and the --param names differ."""
+    wanted = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
     missing, unused = wanted - set(params), set(params) - wanted
     if missing:
         raise ForgeError(f"query needs --param {', '.join(f'{m}=...' for m in sorted(missing))}")
     if unused:
         raise ForgeError(f"--param {', '.join(sorted(unused))}: the query has no such parameter (it uses: {', '.join(sorted(wanted)) or 'none'})")
-    return _duckdb(db, sql, params, datasets, unreadable, timeout)
+
+
+def open_table(db: Path, name: str) -> lance.LanceDataset:
+    """One table of the database, or ForgeError saying why it cannot be read (as a query naming it would)."""
+    datasets, unreadable = _open_tables(db)
+    if name in datasets:
+        return datasets[name]
+    if name.lower() in unreadable:
+        raise ForgeError(unreadable[name.lower()])
+    raise ForgeError(f"{db}: no {name} table here; build one with `forge build SPEC --db {db}`")
 
 
 def _duckdb(db: Path, sql: str, params: dict[str, object], datasets: dict[str, lance.LanceDataset],

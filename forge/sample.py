@@ -1,12 +1,17 @@
-"""`forge sample`: draw a training mixture from the QA table, deterministically.
+"""`forge sample`: draw a training mixture from the QA table, deterministically, in bounded memory.
 
-1. Candidates: rows passing `--where`, in the requested split (assigned from the image id, so
-   an image never lands in two splits), with identical questions on one image kept once.
+1. Candidates: rows passing `--where`, in the requested split (assigned from the image id, so an
+   image never lands in two splits).
 2. Family quotas: explicit counts, or `n` shared by weights.
-3. Within a family, rows are grouped into cells by the `stratify` columns and each cell gets an
-   equal share; cells too small to fill theirs pass the remainder to the others (water-filling).
-4. Inside a cell, rows are taken in a seeded order of their qa_id (a 64-bit hash already), so the
-   same seed gives the same sample and another seed a different one.
+3. Within a family, rows are grouped into cells by the `stratify` columns and each cell gets an equal
+   share; cells too small to fill theirs pass the remainder to the others (water-filling). Cell sizes
+   come from one aggregate scan (forge.sampling.scan).
+4. Inside a cell, rows are taken in a seeded order of their qa_id (forge.sampling.order), skipping a
+   question already taken on the same image. A second scan finds the rows under each cell's order
+   threshold, a little more than its quota; they are then trimmed exactly (forge.sampling.select). A
+   cell that comes up short is scanned again with a wider threshold; one that runs out of distinct
+   questions passes its remainder on like a small cell. So the rows depend on the database, the options
+   and the seed only, and memory on the cells and the sample, not on the table.
 The report says what could not be filled.
 """
 
@@ -16,14 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
+import duckdb
 import lance
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forge.errors import ForgeError
-from forge.query import run_query
+from forge.progress import ProgressFactory, no_progress
+from forge.query import check_params, open_table
+from forge.sampling.order import TAKE_ALL
+from forge.sampling.quotas import family_targets, thresholds, water_fill
+from forge.sampling.scan import Rows, check_condition, connection, count_cells, pick_candidates, read_rows
+from forge.sampling.select import KEY, Selection, select
 from forge.yaml_files import read_yaml_text
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -79,7 +91,16 @@ def load_mix(path: Path) -> Mix:
                where=mix.where, split=mix.split, splits=dict(mix.splits))
 
 
-IMAGE_POSITION_SQL = "CAST('0x' || substr(image_id, 1, 8) AS UBIGINT)"
+def split_edges(splits: dict[str, float]) -> list[tuple[str, float]]:
+    """(name, upper edge of its share of [0, 1)) in order, as `split_expr` assigns them."""
+    total = sum(splits.values())
+    if total <= 0 or any(v < 0 for v in splits.values()):
+        raise ForgeError(f"splits {splits}: fractions must be >= 0 and sum to more than 0")
+    edges, edge = [], 0.0
+    for name, share in splits.items():
+        edge += share / total
+        edges.append((name, edge))
+    return edges
 
 
 def split_expr(splits: dict[str, float], position: pl.Expr | None = None) -> pl.Expr:
@@ -87,39 +108,22 @@ def split_expr(splits: dict[str, float], position: pl.Expr | None = None) -> pl.
 
     `position` is the id's first 32 bits as an integer column, when already computed.
     """
-    total = sum(splits.values())
-    if total <= 0 or any(v < 0 for v in splits.values()):
-        raise ForgeError(f"splits {splits}: fractions must be >= 0 and sum to more than 0")
+    edges = split_edges(splits)
     bits = position if position is not None else pl.col("image_id").str.slice(0, 8).str.to_integer(base=16)
     position = bits.cast(pl.Float64) / 2**32
-    expr, edge = None, 0.0
-    for name, share in splits.items():
-        edge += share / total
+    expr = None
+    for name, edge in edges:
         condition = position < edge
         expr = pl.when(condition).then(pl.lit(name)) if expr is None else expr.when(condition).then(pl.lit(name))
-    return expr.otherwise(pl.lit(list(splits)[-1]))
-
-
-def _water_fill(sizes: list[int], target: int) -> list[int]:
-    """Equal shares of `target` over cells, capped by their sizes, remainder to the larger cells."""
-    take = [0] * len(sizes)
-    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
-    remaining, left = target, len(sizes)
-    for i in order:
-        share = min(sizes[i], remaining // left if left else 0)
-        take[i], remaining, left = share, remaining - share, left - 1
-    for i in reversed(order):  # integer division leftovers, to cells that still have rows
-        extra = min(remaining, sizes[i] - take[i])
-        take[i], remaining = take[i] + extra, remaining - extra
-    return take
+    return expr.otherwise(pl.lit(edges[-1][0]))
 
 
 @dataclass
 class SampleReport:
     requested: dict[str, int]
     obtained: dict[str, int]
-    cells: dict[str, dict[str, int]]
-    duplicates_dropped: int
+    cells: pl.DataFrame  # family, the stratify columns, rows (in the cell), quota, obtained
+    duplicates_dropped: int  # rows skipped because their question on their image was taken already
 
     def lines(self) -> list[str]:
         out = [f"sampled {sum(self.obtained.values())} of {sum(self.requested.values())} requested rows "
@@ -130,74 +134,144 @@ class SampleReport:
             out.append(f"  {family:<18} {got:>9} / {wanted}{short}")
         return out
 
+    def cell_lines(self) -> list[str]:
+        """Per cell given a share: its rows, its quota and what it yields (what a real run takes); then, per
+        family, how many cells got no share."""
+        given = self.cells.filter(pl.col("quota") > 0)
+        strata = [c for c in given.columns if c not in ("family", "rows", "quota", "obtained")]
+        label = pl.concat_str([_text(c, given.schema[c]) for c in strata], separator="/") if strata else pl.lit("(all)")
+        lines = given.select(pl.concat_str([
+            pl.col("family").str.pad_end(20), pl.lit(" "), label.str.pad_end(30), pl.lit(" "),
+            *[pl.col(c).cast(pl.String).str.pad_start(w) + pl.lit(" ") for c, w in (("rows", 10), ("quota", 8))],
+            pl.col("obtained").cast(pl.String).str.pad_start(8),
+            pl.when(pl.col("obtained") < pl.col("quota"))
+            .then(pl.lit("  short ") + (pl.col("quota") - pl.col("obtained")).cast(pl.String)).otherwise(pl.lit(""))]))
+        none = (self.cells.filter(pl.col("quota") == 0).group_by("family").len().sort("family")
+                .select(pl.format("{} cells of {} got no share", pl.col("len"), pl.col("family"))))
+        header = f"{'family':<20} {'cell':<30} {'rows':>10} {'quota':>8} {'takes':>8}"
+        return [header, *lines.to_series().to_list(), *none.to_series().to_list()]
 
-def _fetch(db: Path, picked: pl.DataFrame) -> pa.Table:
-    """Full rows for the picked qa ids, by position: Lance's take reads only those rows
-    (1M of 10M in ~3 s), where a join would scan every column of every row."""
-    dataset = lance.dataset(str(db / "qa.lance"))
-    positions = (pl.from_arrow(dataset.to_table(columns=["qa_id"])).with_row_index("position")
-                 .select(pl.col("qa_id").cast(pl.UInt64).alias("qid"), "position")
-                 .join(picked, on="qid").get_column("position").sort())
-    return dataset.take(positions.to_numpy())
+
+def _text(column: str, dtype: pl.DataType) -> pl.Expr:
+    """A cell value as text: 'null' for none; lists and structs as Python writes them."""
+    text = (pl.col(column).map_elements(str, return_dtype=pl.String) if dtype.is_nested()
+            else pl.col(column).cast(pl.String))
+    return text.fill_null("null")
 
 
-def draw(db: Path, mix: Mix, seed: int) -> tuple[pa.Table, SampleReport]:
-    """The sampled qa rows (all columns plus `split`) and what was (not) filled."""
-    if not mix.weights and not mix.quotas:
-        if mix.n is None:
-            raise ForgeError("say what to sample: --n N (every family equally), --family NAME=WEIGHT with --n, "
-                             "--quota NAME=COUNT, or --mix FILE")
-        names = run_query(db, "SELECT DISTINCT family FROM qa ORDER BY family").column("family").to_pylist()
-        mix.weights = {name: 1.0 for name in names}
+@dataclass
+class Choice:
+    """The chosen rows (ids, offsets, family, split and what dedup read) and the report; `read` fetches them whole."""
+
+    dataset: lance.LanceDataset
+    chosen: pl.DataFrame  # in seeded order: cell, ord, pos, image_id, question, extra columns, family, split
+    report: SampleReport
+    splits: dict[str, float]
+
+    def read(self, progress: ProgressFactory = no_progress) -> pa.Table:
+        """Every qa column of the chosen rows plus `split`, in seeded order."""
+        table = read_rows(self.dataset, self.chosen, progress)
+        return table.append_column("split", self.chosen.get_column("split").to_arrow().cast(pa.string()))
+
+
+def _checked(mix: Mix) -> None:
+    if not mix.weights and not mix.quotas and mix.n is None:
+        raise ForgeError("say what to sample: --n N (every family equally), --family NAME=WEIGHT with --n, "
+                         "--quota NAME=COUNT, or --mix FILE")
     if mix.weights and mix.n is None:
         raise ForgeError("family weights need a total: --n N (or n: in the mix file)")
     if mix.split is not None and mix.split not in mix.splits:
         raise ForgeError(f"--split {mix.split!r}: not one of {', '.join(mix.splits)}")
-    # compact keys instead of strings: a 10M-row table scans in ~1 s and ~0.5 GB
-    strata = ", ".join(dict.fromkeys(c for c in mix.stratify if c != "family"))
-    where = f"WHERE {mix.where}" if mix.where else ""
-    candidates = pl.from_arrow(run_query(db, (
-        f"SELECT CAST(qa_id AS UBIGINT) AS qid, {IMAGE_POSITION_SQL} AS image_position, "
-        f"hash(image_id, question) AS same_question, family{', ' + strata if strata else ''} FROM qa {where}"),
-        mix.params))
-    if mix.split is not None:
-        candidates = candidates.filter(split_expr(mix.splits, pl.col("image_position")) == mix.split)
-    mixer = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64
-    candidates = candidates.with_columns(order=pl.col("qid") ^ pl.lit(mixer, pl.UInt64))
-    before = candidates.height
-    # keep the first of each identical question in seeded order (a window minimum: no 10M-row sort)
-    candidates = candidates.filter(pl.col("order") == pl.col("order").min().over("same_question"))
-    duplicates = before - candidates.height
-
-    families = list(mix.quotas) or list(mix.weights)
-    if mix.quotas:
-        requested = dict(mix.quotas)
-    else:
-        total = sum(mix.weights.values())
-        requested = {f: int(round(mix.n * w / total)) for f, w in mix.weights.items()}
-    chosen, cells_report, obtained = [], {}, {}
-    for family in families:
-        rows = candidates.filter(pl.col("family") == family)
-        keys = mix.stratify or ["family"]
-        cells = rows.group_by(keys, maintain_order=False).len().sort(keys)
-        takes = _water_fill(cells["len"].to_list(), requested[family])
-        quota = cells.with_columns(take=pl.Series(takes, dtype=pl.UInt32)).drop("len")
-        ranked = rows.join(quota, on=keys, how="left").with_columns(
-            rank=pl.col("order").rank("ordinal").over(keys))
-        picked = ranked.filter(pl.col("rank") <= pl.col("take"))
-        chosen.append(picked.select("qid"))
-        obtained[family] = picked.height
-        cells_report[family] = {"/".join(str(v) for v in row[:-1]): row[-1] for row in quota.iter_rows()}
-    full = pl.from_arrow(_fetch(db, pl.concat(chosen) if chosen else pl.DataFrame({"qid": []}, schema={"qid": pl.UInt64})))
-    full = full.with_columns(split=split_expr(mix.splits),
-                             order=pl.col("qa_id").cast(pl.UInt64) ^ pl.lit(mixer, pl.UInt64)).sort("order").drop("order")
-    table = full.to_arrow()
-    return table, SampleReport(requested, obtained, cells_report, duplicates)
+    split_edges(mix.splits)
+    check_params(mix.where or "", mix.params)
 
 
-def mixture_lines(table: pa.Table, answers: int = 5) -> list[str]:
+def _strata(mix: Mix, dataset: lance.LanceDataset) -> list[str]:
+    """The stratify columns besides family, each a qa column."""
+    names = dataset.schema.names
+    strata = [c for c in dict.fromkeys(mix.stratify) if c != "family"]
+    unknown = [c for c in strata if c not in names]
+    if unknown:
+        raise ForgeError(f"--stratify {','.join(mix.stratify)}: {', '.join(repr(c) for c in unknown)} is not a qa "
+                         f"column (columns: {', '.join(names)})")
+    return strata
+
+
+def _family_quotas(cells: pl.DataFrame, sizes: np.ndarray, targets: dict[str, int]) -> np.ndarray:
+    """Each cell's share of its family's target (cells sorted by family, then their values)."""
+    quota = np.zeros(cells.height, dtype=np.int64)
+    spans = cells.group_by("family").agg(lo=pl.col("cell").min(), hi=pl.col("cell").max() + 1)
+    for family, lo, hi in spans.iter_rows():
+        quota[lo:hi] = water_fill(sizes[lo:hi], targets[family])
+    return quota
+
+
+def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
+           progress: ProgressFactory = no_progress) -> Choice:
+    """Which rows a sample takes, and the report, without reading the rows whole. `extra` columns (e.g.
+    answer, for a dry run's summary) come along with the chosen rows."""
+    _checked(mix)
+    dataset = open_table(db, "qa")
+    strata = _strata(mix, dataset)
+    rows = Rows(dataset, mix.where, mix.params, mix.split, split_edges(mix.splits))
+    every_family = not mix.weights and not mix.quotas
+    with connection(db) as conn:
+        check_condition(conn, rows)
+        counted = count_cells(conn, rows, strata, every_family, progress)
+        weights = ({family: 1.0 for family in sorted(counted.get_column("family").unique().drop_nulls())}
+                   if every_family else mix.weights)
+        targets = family_targets(mix.quotas, weights, mix.n)
+        cells = (counted.filter(pl.col("family").is_in(list(targets)) & (pl.col("rows") > 0))
+                 .sort(pl.struct("family", *strata)).with_row_index("cell"))  # as sorting by each, faster
+        del counted  # a copy of every cell: with a near-unique stratify column, one per row of a family
+        keys = list(dict.fromkeys([*KEY, *extra]))
+        selection, quota = _fill(conn, rows, strata, cells, targets, seed, keys, progress)
+    chosen = selection.taken.with_columns(family=cells.get_column("family").gather(selection.taken.get_column("cell")),
+                                          split=split_expr(mix.splits))
+    report_cells = cells.drop("cell").with_columns(quota=pl.Series(quota), obtained=pl.Series(selection.obtained))
+    obtained = dict(report_cells.group_by("family").agg(pl.col("obtained").sum()).iter_rows())
+    report = SampleReport(targets, {f: int(obtained.get(f, 0)) for f in targets}, report_cells, selection.skipped)
+    return Choice(dataset, chosen, report, mix.splits)
+
+
+def _fill(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells: pl.DataFrame,
+          targets: dict[str, int], seed: int, keys: list[str], progress: ProgressFactory) -> tuple[Selection, np.ndarray]:
+    """Scan for each cell's candidates and trim them until every cell has its quota or has run out.
+
+    A cell short inside its threshold is rescanned with a wider one; a cell short with every row scanned
+    has fewer distinct questions than rows: its size becomes what it yielded and its family is shared
+    out again (water-filling), which may widen the others. `keys` are the qa columns the candidates carry.
+    """
+    sizes = cells.get_column("rows").to_numpy().astype(np.int64)
+    available = sizes.copy()
+    quota = _family_quotas(cells, available, targets)
+    widen = np.ones(len(sizes))
+    threshold = np.zeros(len(sizes), dtype=np.uint64)
+    empty = pl.from_arrow(rows.dataset.schema.empty_table().select(keys))
+    candidates = pl.DataFrame(schema={"cell": pl.UInt32, "ord": pl.UInt64, "pos": pl.UInt64, **empty.schema})
+    while True:
+        wanted = np.where(quota > 0, thresholds(quota, sizes, widen), 0).astype(np.uint64)
+        rescan = wanted > threshold
+        if rescan.any():
+            threshold = np.maximum(threshold, wanted)
+            scanned = cells.filter(pl.Series(rescan)).select("family", *strata, "cell").with_columns(
+                threshold=pl.Series(threshold[rescan], dtype=pl.UInt64))
+            found = pick_candidates(conn, rows, strata, scanned.to_arrow(), seed, keys, progress)
+            kept = candidates.filter(~pl.col("cell").is_in(scanned.get_column("cell").implode()))
+            candidates = pl.concat([kept, found.cast(kept.schema)])
+        selection = select(candidates, quota)
+        short = selection.obtained < quota
+        if not short.any():
+            return selection, quota
+        spent = short & (threshold == TAKE_ALL)
+        widen[short & ~spent] *= 4
+        if spent.any():
+            available[spent] = selection.obtained[spent]
+            quota = _family_quotas(cells, available, targets)
+
+
+def mixture_lines(rows: pl.DataFrame, answers: int = 5) -> list[str]:
     """The drawn mixture as a table: rows per family and split, and each family's most common answers."""
-    rows = pl.from_arrow(table.select(["family", "split", "answer"]))
     if rows.is_empty():
         return ["(no rows)"]
     splits = [name for name in SPLIT_NAMES if name in set(rows["split"])]
@@ -211,3 +285,9 @@ def mixture_lines(table: pa.Table, answers: int = 5) -> list[str]:
         shares = ", ".join(f"{a} {n / total:.0%}" for a, n in top.iter_rows())
         out.append(f"{family:<20} {total:>8} " + " ".join(f"{line[name]:>8}" for name in splits) + f"  {shares}")
     return out
+
+
+def draw(db: Path, mix: Mix, seed: int, progress: ProgressFactory = no_progress) -> tuple[pa.Table, SampleReport]:
+    """The sampled qa rows (all columns plus `split`, in seeded order) and what was (not) filled."""
+    choice = choose(db, mix, seed, progress=progress)
+    return choice.read(progress), choice.report

@@ -41,6 +41,24 @@ def demo_db(tmp_path_factory) -> Path:
     return folder / "db"
 
 
+@pytest.fixture(scope="session")
+def sample_db(tmp_path_factory, demo_db) -> Path:
+    """The demo build, the same questions on the same images under another spec name (duplicates for
+    `forge sample` to drop), and 40 images of the grounding family (many cells when stratified by answer)."""
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+
+    folder = tmp_path_factory.mktemp("sample")
+    quiet = {"echo": lambda _: None}
+    copy_db(demo_db, folder)
+    copy = dict(demo_dict(images=60), name="demo_copy")
+    run_build(load_spec(write_spec(folder, copy, name="copy.yaml")), folder / "db", **quiet)
+    grounding = yaml.safe_load((REPO / "specs" / "families" / "grounding.yaml").read_text())
+    grounding["source"]["images"] = 40
+    run_build(load_spec(write_spec(folder, grounding, name="grounding.yaml")), folder / "db", **quiet)
+    return folder / "db"
+
+
 def copy_db(db: Path, folder: Path) -> Path:
     """A private copy of a database, for a test module that adds to it."""
     import shutil

@@ -311,11 +311,15 @@ def test_image_modes_link_and_none(db, tmp_path):
 def test_dry_run_prints_the_mixture_and_writes_nothing(db, tmp_path):
     result = CliRunner().invoke(main, ["sample", "--db", str(db), "--n", "100", "--dry-run"])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0].split()[:3] == ["family", "rows", "train"]
+    mixture, cells = (block.splitlines() for block in result.stdout.split("\n\n"))
+    assert mixture[0].split()[:3] == ["family", "rows", "train"]
     families = {r["family"] for r in run_query(db, "SELECT DISTINCT family FROM qa").to_pylist()}
-    assert {line.split()[0] for line in lines[1:]} == families
-    assert sum(int(line.split()[1]) for line in lines[1:]) == 100
+    assert {line.split()[0] for line in mixture[1:]} == families
+    assert sum(int(line.split()[1]) for line in mixture[1:]) == 100
+    # then per cell (here one per family): family, cell, rows in it, quota, what a real run takes
+    assert cells[0].split() == ["family", "cell", "rows", "quota", "takes"]
+    takes = {line.split()[0]: int(line.split()[4]) for line in cells[1:]}
+    assert takes == {line.split()[0]: int(line.split()[1]) for line in mixture[1:]}
     assert not list(tmp_path.iterdir())
 
 

@@ -5,27 +5,16 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from conftest import REPO, copy_db, demo_dict, read_table, write_spec
-from forge.build import run_build
+from conftest import read_table
 from forge.cli import main
 from forge.sample import Mix, draw
-from forge.spec.load import load_spec
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory, demo_db):
-    folder = tmp_path_factory.mktemp("sample")
-    quiet = {"echo": lambda _: None}
-    copy_db(demo_db, folder)  # the session's demo build (60 scenes)
-    copy = dict(demo_dict(images=60), name="demo_copy")  # the same questions on the same images, another spec
-    run_build(load_spec(write_spec(folder, copy, name="copy.yaml")), folder / "db", **quiet)
-    grounding = yaml.safe_load((REPO / "specs" / "families" / "grounding.yaml").read_text())
-    grounding["source"]["images"] = 40
-    run_build(load_spec(write_spec(folder, grounding, name="grounding.yaml")), folder / "db", **quiet)
-    return folder / "db"
+def db(sample_db):
+    return sample_db
 
 
 def test_quotas_fill_equal_cells_and_report_what_is_missing(db):
@@ -97,3 +86,40 @@ def test_sample_mistakes_are_one_line(db, tmp_path, args, message):
     result = CliRunner().invoke(main, ["sample", "--db", str(db), *args, "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory, demo_db):
+    """The demo table built again in chunks of 7 images."""
+    from conftest import demo_dict, write_spec
+    from forge.build import run_build
+    from forge.spec.load import load_spec
+
+    folder = tmp_path_factory.mktemp("chunks")
+    run_build(load_spec(write_spec(folder, demo_dict(images=60))), folder / "db", echo=lambda _: None, chunk_size=7)
+    return folder / "db"
+
+
+def test_the_rows_do_not_depend_on_chunks_layout_compaction_or_threads(demo_db, rebuilt, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    import lance
+    import numpy as np
+
+    assert read_table(demo_db).column("qa_id").equals(read_table(rebuilt).column("qa_id"))
+    mixes = [Mix(n=120, stratify=["answer"]), Mix(quotas={"depth_order": 40}, stratify=["template_id"], split="train")]
+    expected = [draw(demo_db, mix, seed=9)[0].column("qa_id") for mix in mixes]
+    assert [draw(rebuilt, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected
+    # the same rows shuffled into fragments of 97, then compacted into one
+    shuffled = shutil.copytree(demo_db, tmp_path / "db")
+    table = read_table(demo_db)
+    order = np.random.default_rng(1).permutation(table.num_rows)
+    lance.write_dataset(table.take(order), shuffled / "qa.lance", mode="overwrite", max_rows_per_file=97)
+    assert len(lance.dataset(str(shuffled / "qa.lance")).get_fragments()) > 1
+    assert [draw(shuffled, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected
+    lance.dataset(str(shuffled / "qa.lance")).optimize.compact_files(target_rows_per_fragment=1 << 20)
+    assert len(lance.dataset(str(shuffled / "qa.lance")).get_fragments()) == 1
+    assert [draw(shuffled, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # DuckDB's threads
+    assert [draw(shuffled, mix, seed=9)[0].column("qa_id") for mix in mixes] == expected

@@ -1,0 +1,80 @@
+"""From the candidates a scan found to the sample: each cell's first rows in seeded order, each question once.
+
+The rule, over all rows of the sampled cells: walk them in seeded order (every cell at once) and take a
+row when its cell still has room and no row already taken asks the same question about the same image
+(an identical question on one image, e.g. from two specs, is one sample). A skipped duplicate leaves the
+room to the cell's next row. Only candidates are walked: a cell's walk ends inside its threshold when the
+cell fills there, and a row can only be skipped for a taken one, which is a candidate too. A cell that
+does not fill inside its threshold is reported short; the caller widens its threshold and walks again.
+
+Rows whose question appears once among the candidates (nearly all) are settled with column operations;
+only rows whose question repeats are walked one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+KEY = ["image_id", "question"]
+
+
+@dataclass
+class Selection:
+    taken: pl.DataFrame  # the candidates taken, in seeded order
+    obtained: np.ndarray  # rows taken per cell id
+    skipped: int  # duplicate questions walked past
+
+
+def select(candidates: pl.DataFrame, quota: np.ndarray) -> Selection:
+    """Take each cell's quota (by cell id) from `candidates` (columns cell, ord, image_id, question, ...).
+
+    The walk runs over slim columns (cell, and a hash of the key that flags the rows that may repeat), and
+    the chosen rows are gathered once: memory stays near the candidates' own size."""
+    by = ["ord"] if not candidates.get_column("ord").is_duplicated().any() else ["ord", "cell", *KEY]
+    index = candidates.select(pl.arg_sort_by(by)).to_series()
+    walk = candidates.select("cell", hash=pl.struct(KEY).hash())[index]
+    cell = walk.get_column("cell").to_numpy().astype(np.int64)
+    room = quota[cell]
+    repeated = np.zeros(walk.height, dtype=bool)
+    maybe = np.flatnonzero(walk.get_column("hash").is_duplicated().to_numpy())  # equal keys hash alike
+    if len(maybe):
+        keys = candidates.select(KEY)[index.gather(maybe)]
+        repeated[maybe] = keys.is_duplicated().to_numpy()
+        eligible, skipped = _walk_repeated(cell, room, repeated, maybe, keys.select(pl.struct(KEY).rank("dense")))
+    else:
+        eligible, skipped = np.ones(walk.height, dtype=bool), 0
+    rank = pl.DataFrame({"cell": cell, "e": eligible}).select((pl.col("e").cum_sum() - 1).over("cell")).to_series()
+    take = eligible & (rank.to_numpy() < room)
+    taken = candidates[index.gather(np.flatnonzero(take))]
+    obtained = np.bincount(cell[take], minlength=len(quota))
+    return Selection(taken, obtained, skipped)
+
+
+def _walk_repeated(cell: np.ndarray, room: np.ndarray, repeated: np.ndarray, maybe: np.ndarray,
+                   key_rank: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """Which rows (in walk order) may be taken: every row whose question is unique among the candidates, and
+    each repeated question's first row met while its cell had room; and how many repeats were skipped.
+    `maybe` are the walk positions of `key_rank` (one key id per row), which hold every repeated row."""
+    unique = ~repeated
+    before = (pl.DataFrame({"cell": cell, "u": unique})
+              .select((pl.col("u").cum_sum() - pl.col("u")).over("cell")).to_series().to_numpy())
+    eligible = unique.copy()
+    used: set[int] = set()
+    taken_in: dict[int, int] = {}
+    skipped = 0
+    for row, key in zip(maybe.tolist(), key_rank.to_series().to_list()):
+        if not repeated[row]:
+            continue
+        here = int(cell[row])
+        if before[row] + taken_in.get(here, 0) >= room[row]:
+            continue  # the cell is full before this row
+        if key in used:
+            skipped += 1
+            continue
+        used.add(key)
+        taken_in[here] = taken_in.get(here, 0) + 1
+        eligible[row] = True
+    return eligible, skipped
