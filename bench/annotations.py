@@ -58,7 +58,13 @@ def stage_once(folder: Path, fmt: str) -> dict:
     shutil.rmtree(db, ignore_errors=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "summary": staged.summary,
-            "read_seconds": read_seconds, "read_images": images, "peak_bytes": usage.ru_maxrss * 1024}
+            "read_seconds": read_seconds, "read_images": images, "peak_bytes": peak_rss()}
+
+
+def peak_rss() -> int:
+    """This process's peak RSS in bytes (VmHWM: unlike ru_maxrss, not inherited from the parent at fork)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
 
 
 def staged_in_child(folder: Path, fmt: str) -> dict:
@@ -103,12 +109,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1_700_000)
     parser.add_argument("--boxes", type=int, default=15, help="boxes per image (Objects365: ~14.7)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the generated files (default: a temp)")
-    parser.add_argument("--scenes", type=int, default=2_000, help="rendered scenes for the per-image cost")
+    parser.add_argument("--scenes", type=int, default=2_000, help="rendered scenes for the per-image cost (0: skip)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}")
-    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-        per_image(args.scenes, Path(tmp))
+    if args.scenes:
+        with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+            per_image(args.scenes, Path(tmp))
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for images in (args.images // 8, args.images):
             folder = Path(tmp) / str(images)

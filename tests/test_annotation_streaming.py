@@ -22,7 +22,7 @@ from forge.sources.json_scan import CLOSING, COMMA, OPENING, JsonScanner
 from forge.sources.problems import Problems
 
 READ_ONE = """
-import resource, sys
+import sys
 from pathlib import Path
 from forge.perception.annotations import check_image
 from forge.progress import no_progress
@@ -35,7 +35,7 @@ with no_progress("", 0, "bytes") as bar:
         read_coco(path, work, Problems(path), check_image, bar)
     else:
         read_openimages(path, work, Problems(path), bar)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) * 1024)  # not ru_maxrss: inherited at fork
 """
 
 

@@ -158,7 +158,8 @@ def test_decoding_honours_orientation_bit_depth_and_transparency():
 
 
 def _peak_rss_mb(script: str) -> float:
-    code = f"import resource\n{script}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so the child would report pytest's peak
+    code = f"{script}\nprint(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
