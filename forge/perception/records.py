@@ -172,9 +172,3 @@ def failed(uri: str, perception: str, reason: str) -> dict:
             "perception": perception, "error": reason, "source_meta": None,
             **dict.fromkeys(CAMERA_FIELDS + GRAVITY_FIELDS), "objects_over_cap": None, "not_exhaustive": None,
             "objects": []}
-
-
-def repeated(image_id: str, uri: str, perception: str) -> dict:
-    """A record for a later copy of an image this build perceived already: its id only (no objects, nothing
-    measured), since a build judges the first copy and skips the rest by id; so a copy costs O(1)."""
-    return {**failed(uri, perception, ""), "image_id": image_id, "error": None}
