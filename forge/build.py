@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -35,12 +35,13 @@ from forge.perception.tasks import RunOptions, model_tasks
 from forge.perception.table import RECORD_POLARS, RecordTable
 from forge.progress import ProgressFactory, Stage, StageTimes, no_progress
 from forge.runner import judge_workers
+from forge.skipped import Skipped
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import GroundingModel, ModelsPerception, RecordsSource
 from forge.staging import Staging
 from forge.store import QA_SCHEMA, Store, WriteResult
 
-STAGING_FORMAT = 3  # bump when what is staged changes meaning
+STAGING_FORMAT = 4  # bump when what is staged changes meaning
 
 
 @dataclass
@@ -52,7 +53,7 @@ class BuildReport:
     table: str
     chunk_size: int
     images: int = 0
-    images_failed: dict[str, int] = field(default_factory=dict)
+    skipped: Skipped = field(default_factory=Skipped)  # images that could not be perceived, by kind of reason
     duplicates: int = 0
     objects: int = 0
     over_cap: int = 0  # objects left out of crowded images (more than depth_stats.MAX_OBJECTS)
@@ -68,7 +69,7 @@ class BuildReport:
     stages: StageTimes = field(default_factory=StageTimes)
 
     def lines(self) -> list[str]:
-        failed = sum(self.images_failed.values())
+        failed = self.skipped.total
         out = [f"forge build {self.spec_name} (spec {self.spec_hash}, seed {self.seed})",
                f"  images        {self.images} read, {failed} skipped, {self.duplicates} duplicates",
                f"  objects       {self.objects}" + (f" ({self.over_cap} more left out: images with over {MAX_OBJECTS} "
@@ -79,9 +80,8 @@ class BuildReport:
         if any(self.resumed.values()):
             reused = ", ".join(f"{n} {step}" for step, n in self.resumed.items())
             out.append(f"  resumed       chunks of an interrupted run of this build reused: {reused}")
-        for reason, count in sorted(self.images_failed.items()):
-            out.append(f"    skipped {count}: {reason}")
-        if self.images_failed:
+        out.extend(self.skipped.lines())
+        if failed:
             out.append(f"    (every skipped image and its reason: table `errors` in {self.db}; `forge stats`)")
         if self.models is not None:
             out.append(f"  perception    {self.models.line()}")
@@ -168,9 +168,9 @@ def _save_array(path: Path, values: np.ndarray) -> None:
         np.save(file, values)
 
 
-def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> list[tuple[str, str]]:
-    """Sum the chunks' first-pass counts into the report; the images that could not be perceived."""
-    failures = []
+def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> None:
+    """Sum the chunks' first-pass counts into the report (skipped images by kind of reason: the list of
+    them stays in the staged counts, read again a chunk at a time for the `errors` table)."""
     for i in range(chunks):
         counted = staging.read_json("counted", i)
         report.images += counted["images"]
@@ -178,13 +178,17 @@ def _aggregate(staging: Staging, chunks: int, report: BuildReport) -> list[tuple
         report.objects += counted["objects"]
         report.over_cap += counted["over_cap"]
         for uri, reason in counted["failures"]:
-            failures.append((uri, reason))
-            report.images_failed[reason] = report.images_failed.get(reason, 0) + 1
+            report.skipped.add(uri, reason)
         for family, counts in counted["funnel"].items():
             total = report.funnel.setdefault(family, {})
             for step, n in counts.items():
                 total[step] = total.get(step, 0) + n
-    return failures
+
+
+def _failures(staging: Staging, chunks: int) -> Iterator[list[tuple[str, str]]]:
+    """The images each chunk could not perceive, (uri, reason), one chunk at a time."""
+    for i in range(chunks):
+        yield [tuple(pair) for pair in staging.read_json("counted", i)["failures"]]
 
 
 @dataclass
@@ -214,22 +218,20 @@ class _Build:
         return ChunkPlan(self.loaded, self.seed, table, tuple(table.chunks(self.chunk_size)), self.store.path,
                          self.table_name, self.staging.root, limits.to_json() if limits is not None else None)
 
-    def count(self, plan: ChunkPlan) -> list[tuple[str, str]]:
-        """First pass; returns the images that could not be perceived."""
+    def count(self, plan: ChunkPlan) -> None:
+        """First pass."""
         report, staging = self.report, self.staging
         with report.stages.stage("count") as stage:
-            duplicates_file = staging.root / "duplicates.npy"
-            if not duplicates_file.exists():  # images met twice are judged once: their later rows are skipped
-                duplicates = plan.table.duplicates(self.chunk_size)
-                staging.save_file("duplicates.npy", lambda tmp: _save_array(tmp, duplicates))
-            report.duplicates = int(np.load(duplicates_file).size)
+            if not set(range(plan.chunks)) <= staging.done("duplicates"):  # images met twice are judged once
+                for i, rows in enumerate(plan.table.duplicates(self.chunk_size)):
+                    staging.write("duplicates", i, lambda tmp, r=rows: _save_array(tmp, r))
+            report.duplicates = sum(len(np.load(staging.path("duplicates", i), mmap_mode="r")) for i in range(plan.chunks))
             todo = [i for i in range(plan.chunks) if i not in staging.done("counted")]
             run_pass(plan, COUNT, todo, judge_workers(), self.progress,
                      f"judging, pass 1 of 2: counting ({plan.chunks} chunks)")
-            failures = _aggregate(staging, plan.chunks, report)
+            _aggregate(staging, plan.chunks, report)
             stage.counts["images"] = report.images
             stage.counts["candidates"] = sum(sum(c.values()) for c in report.funnel.values())
-        return failures
 
     def limits(self, chunks: int) -> balance.Limits:
         """The balance caps from every chunk's counts; the funnel completed with them."""
@@ -284,14 +286,14 @@ class _Build:
                                             f"queries work without it, and the next build retries")
             stage.counts["QA"] = self.report.qa_rows
 
-    def log(self, started: datetime, failures: list[tuple[str, str]]) -> None:
+    def log(self, started: datetime, chunks: int) -> None:
         report, spec = self.report, self.loaded.spec
         build_id = hashlib.sha256(f"{self.loaded.spec_hash}/{self.seed}/{started.isoformat()}".encode()).hexdigest()[:16]
-        self.store.record_errors(failures, spec.name, build_id)
+        self.store.record_errors(_failures(self.staging, chunks), spec.name, build_id)
         self.store.record_build({
             "build_id": build_id, "spec_name": spec.name, "spec_hash": self.loaded.spec_hash,
             "spec_path": str(self.loaded.path), "seed": self.seed, "started_at": started.isoformat(),
-            "seconds": report.seconds, "images": report.images, "images_failed": sum(report.images_failed.values()),
+            "seconds": report.seconds, "images": report.images, "images_failed": report.skipped.total,
             "qa_rows": report.qa_rows, "qa_inserted": report.write.rows, "funnel": report.funnel,
         })
 
@@ -329,12 +331,12 @@ def run_build(loaded: LoadedSpec, db: str | Path, seed: int | None = None, limit
         report.resumed.update(counted=len(staging.done("counted") & set(range(plan.chunks))),
                               written=len(staging.done("written") & set(range(plan.chunks))))
         echo(f"judging {plan.table.rows} images in {plan.chunks} chunks ...")
-        failures = build.count(plan)
+        build.count(plan)
         limits = build.limits(plan.chunks)
         build.write(build.plan(plan.table, limits), limits)
         echo(f"committing {report.qa_rows} QA rows to {db} ...")
         build.commit()
         report.seconds = time.perf_counter() - clock
-        build.log(started, failures)
+        build.log(started, plan.chunks)
         staging.finish()
         return report

@@ -1,7 +1,7 @@
 """A build's work in progress, kept on disk so a build that dies resumes where it stopped.
 
-`<db>/.forge-staging/<table>.<spec name>/` holds the staged perception records, each chunk's
-first-pass counts and verified candidates (what the second pass phrases; deleted once phrased),
+`<db>/.forge-staging/<table>.<spec name>/` holds the staged perception records, each chunk's rows
+that repeat an image met earlier (judged once), its first-pass counts and verified candidates (what the second pass phrases; deleted once phrased),
 the metadata of the data files each chunk wrote, and the rows set aside for balancing. Every file is
 written under a temporary name and renamed, so a file is complete or absent, and gets a sidecar
 (`<name>.b2`) with its name and BLAKE2b digest. A rerun of the same build (same key: spec hash, seed,
@@ -26,7 +26,7 @@ from forge.store import Store
 
 STAGING = ".forge-staging"
 SUFFIX = {"records": ".parquet", "counted": ".json", "cells": ".arrow", "verified": ".arrow", "written": ".json",
-          "boundary": ".arrow"}
+          "boundary": ".arrow", "duplicates": ".npy"}
 SIDECAR = ".b2"
 
 

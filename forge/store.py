@@ -10,6 +10,7 @@ either the old build or the new one, never a mix.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import lance
 import lancedb
@@ -241,14 +242,19 @@ class Store:
         elif any(index.num_unindexed_rows for index in table.list_indices()):
             lance.dataset(self.path / f"{table_name}.lance").optimize.optimize_indices()
 
-    def record_errors(self, failures: list[tuple[str, str]], spec_name: str, build_id: str) -> None:
-        """Remember skipped images and why (one row per image and spec; a rebuild updates it)."""
-        if not failures:
+    def record_errors(self, failures: Iterable[list[tuple[str, str]]], spec_name: str, build_id: str) -> None:
+        """Remember the images this build of the spec skipped and why, one row per image, replacing the spec's
+        rows of earlier builds. `failures` come a chunk at a time and are streamed into the table."""
+        batches = (pa.RecordBatch.from_pydict({"image_uri": [uri for uri, _ in chunk], "spec_name": [spec_name] * len(chunk),
+                                               "reason": [reason for _, reason in chunk], "build_id": [build_id] * len(chunk)},
+                                              schema=ERRORS_SCHEMA) for chunk in failures if chunk)
+        first = next(batches, None)
+        if first is None and "errors" not in self.db.list_tables().tables:
             return
-        rows = pa.Table.from_pylist([{"image_uri": uri, "spec_name": spec_name, "reason": reason, "build_id": build_id}
-                                     for uri, reason in failures], schema=ERRORS_SCHEMA)
         table = self.table("errors", ERRORS_SCHEMA)
-        table.merge_insert(["image_uri", "spec_name"]).when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        table.delete(f"spec_name = {_quoted(spec_name)}")
+        if first is not None:
+            table.add(pa.RecordBatchReader.from_batches(ERRORS_SCHEMA, itertools.chain([first], batches)))
 
     def record_build(self, record: dict) -> None:
         row = dict(record, funnel=json.dumps(record["funnel"]))  # keeps the rules' order

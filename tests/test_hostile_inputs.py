@@ -182,8 +182,8 @@ def test_depth_maps_follow_the_images_relative_path_and_colliding_stems_are_not_
 
     report = run_build(load_spec(write_spec(tmp_path, use_annotations(QUIET_DEMO, "npy_m"))), tmp_path / "db",
                        echo=lambda _: None)
-    reasons = " | ".join(f"{n}x {r}" for r, n in report.images_failed.items())
-    assert sum(report.images_failed.values()) == 4, reasons
+    assert report.skipped.total == 4, report.skipped.counts
+    reasons = " | ".join(r["reason"] for r in read_table(tmp_path / "db", "errors", "image_uri").to_pylist())
     assert "depth/z/scene.npy" in reasons and "depth/w/scene.npy" in reasons  # not the flat scene.npy both share
     assert "scene_004.npy has shape (0, 0)" in reasons and "links outside the images folder" in reasons
     asked = {r["image_uri"].split("images/")[1] for r in read_table(tmp_path / "db").to_pylist()}
@@ -265,7 +265,7 @@ def test_damaged_staging_stops_a_resume_in_one_line_and_no_resume_starts_over(tm
         first.write_bytes(second.read_bytes())
         second.write_bytes(data)
     elif damage == "truncated duplicates":
-        path = _staged_file(db, "duplicates.npy")
+        path = _staged_file(db, "duplicates/000001.npy")
         path.write_bytes(path.read_bytes()[:20])
     else:
         path = _staged_file(db, "counted/000002.json")

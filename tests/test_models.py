@@ -369,7 +369,7 @@ def test_an_image_that_fails_to_decode_fails_again_in_a_later_window(tmp_path, m
         (tmp_path / "photos" / name).write_bytes(whole[:len(whole) * 2 // 3])
     spec = load_spec(write_spec(tmp_path, models_spec(str(depth), str(owl))))
     report = run_build(spec, tmp_path / "db", echo=lambda _: None, chunk_size=2)
-    assert report.images_failed == {next(iter(report.images_failed)): 2} and "decode" in next(iter(report.images_failed))
+    assert report.skipped.counts == {next(iter(report.skipped.counts)): 2} and "decode" in next(iter(report.skipped.counts))
     errors = {r["image_uri"].rsplit("/", 1)[1] for r in read_table(tmp_path / "db", "errors", "image_uri").to_pylist()}
     assert errors == {"a_cut.jpg", "z_cut.jpg"}  # the copy in the last window is not taken for a cached image
     assert report.images == 6 and report.models.run == {"depth": 4, "grounding": 4}

@@ -64,8 +64,10 @@ def test_identical_questions_on_an_image_appear_once(db):
     keys = [(r["image_id"], r["question"]) for r in table.to_pylist()]
     assert len(keys) == len(set(keys))
     assert report.duplicates_dropped > 0  # demo and demo_copy ask the same questions
-    distinct = {(r["image_id"], r["question"]) for r in read_table(db).to_pylist() if r["family"] == "left_right"}
-    assert set(keys) == distinct
+    stored = [r for r in read_table(db).to_pylist() if r["family"] == "left_right"]
+    assert set(keys) == {(r["image_id"], r["question"]) for r in stored}
+    by_spec = Counter((r["image_id"], r["question"], r["spec_name"]) for r in stored)  # the table keeps both specs' rows
+    assert set(by_spec.values()) == {1} and len(by_spec) == 2 * len(keys)
 
 
 def test_same_seed_same_sample_other_seed_other_sample(db):

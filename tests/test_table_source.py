@@ -113,6 +113,8 @@ def test_an_image_in_a_table_shows_and_exports(world, tmp_path):
     ({"path": "ints.parquet"}, "source.image_column: 'image' in .* is int64; it must hold paths or URLs"),
     ({"path": "mixed"}, "source.path: .*tables of one kind only"),
     ({"kind": "webdataset", "path": "none-*.tar"}, "source.path: .* matches no tar shard"),
+    ({"kind": "webdataset", "path": "not_a_tar.tar"}, "source.path: .*not_a_tar.tar is not a tar archive \\(nor a gzip, "
+                                                     "bz2 or xz compressed one\\); give WebDataset .tar shards"),
     ({"path": "bytes.parquet", "metadata": ["image"]}, "source.metadata: 'image' in .* holds bytes, which a QA row cannot carry"),
     ({"path": "paths.parquet", "metadata": ["licence", "license"]}, "source.metadata: .* has no column 'license' \\(its columns: image, licence\\)"),
 ])
@@ -125,8 +127,8 @@ def test_bad_table_settings_are_one_line(world, source, message):
     ({"path": "hf_export", "split": "dev"}, "source.split: .*hf_export has the splits test, train; not 'dev'"),
     ({"path": "hf_dict", "image_column": "label"}, "source.image_column: 'label' in .* is int64"),
     ({"path": "photos"}, "source.path: .*photos is neither a datasets save_to_disk folder .* nor a Parquet export"),
-    ({"path": "paths.parquet"}, "source.image_column: .*paths.parquet has no column with the Image feature "
-                                "\\(its columns: none described\\); name the column"),
+    ({"path": "paths.parquet"}, "source.path: .*paths.parquet describes no dataset features \\(its columns: image, "
+                                "licence\\), so it is a plain table: use `kind: table` with `image_column`"),
     ({"path": "two_images.parquet"}, "source.image_column: .* has several Image columns \\(a, b\\); choose one"),
     ({"path": "missing"}, "source.path: .*missing does not exist"),
     ({"path": "hf_single", "split": "validation"}, "source.split: .*hf_single has the splits test, train; not 'validation'"),
@@ -153,6 +155,7 @@ def _validate(world, source: dict, message: str | None) -> None:
     (root / "mixed").mkdir(exist_ok=True)
     pq.write_table(pa.table({"image": ["a.jpg"]}), root / "mixed" / "a.parquet")
     (root / "mixed" / "b.csv").write_text("image\na.jpg\n")
+    (root / "not_a_tar.tar").write_bytes(b"PK\x03\x04 a zip file, say" * 40)
     spec = models_spec(*models)
     spec["source"] = {"kind": "table", **source}
     result = CliRunner().invoke(main, ["validate", str(write_spec(root, spec, "bad.yaml"))])

@@ -32,7 +32,11 @@ def resolve_model(model: str, offline: bool = False, echo: Callable[[str], None]
         if not (folder / "config.json").is_file():
             raise ForgeError(f"model folder {folder} has no config.json; point to a folder written by save_pretrained")
         return str(folder.resolve())
-    cached = try_to_load_from_cache(model, "config.json")
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError:  # huggingface_hub's HFValidationError: neither a folder nor something the hub could name
+        raise ForgeError(f"model {model!r}: {folder.resolve()} does not exist and it is not a Hugging Face id (org/name); "
+                         "give a folder written by save_pretrained, relative to the spec file, or a hub id") from None
     if isinstance(cached, str):
         return model
     if offline or constants.HF_HUB_OFFLINE:

@@ -51,12 +51,11 @@ class ChunkPlan:
         return self.ranges[chunk][1]
 
     def records(self, chunk: int, duplicates: np.ndarray) -> pl.DataFrame:
-        """The chunk's records, without images already seen earlier in the table."""
+        """The chunk's records, without its `duplicates` (row numbers in the table of images seen earlier)."""
         start, count = self.ranges[chunk]
         frame = self.table.read(start, count)
-        lo, hi = np.searchsorted(duplicates, [start, start + frame.height])
-        if hi > lo:
-            frame = frame.with_row_index("row").filter(~pl.col("row").is_in(duplicates[lo:hi] - start)).drop("row")
+        if len(duplicates):
+            frame = frame.with_row_index("row").filter(~pl.col("row").is_in(duplicates - start)).drop("row")
         return frame
 
 
@@ -72,13 +71,12 @@ class _Worker:
         self.plan, self.phase = plan, phase
         self.judge = Judge(plan.loaded, plan.seed)
         self.staging = Staging(Store(plan.db), plan.staging)
-        self.duplicates = np.load(plan.staging / "duplicates.npy")
         self.limits = Limits.from_json(plan.limits) if plan.limits is not None else None
 
     def __call__(self, chunk: int) -> int:
         staging = self.staging
         if self.phase == COUNT:
-            counted = self.judge.count(self.plan.records(chunk, self.duplicates))
+            counted = self.judge.count(self.plan.records(chunk, np.load(staging.path("duplicates", chunk))))
             if counted.cells is not None:
                 staging.write("cells", chunk, lambda tmp: counted.cells.write_ipc(tmp))
             for family, frame in {**counted.verified, "images": counted.images_out}.items():

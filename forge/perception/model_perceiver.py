@@ -8,7 +8,9 @@ Records are finally read back from the cache a window at a time. `forge explain`
 these same steps (`ModelPerceiver.plans`).
 
 Memory follows the window, plus 8 bytes per distinct image per task (`KeySet`): what lets an image
-met again in a later window, or in a later build, be served from the cache instead of re-run.
+met again in a later window, or in a later build, be served from the cache instead of re-run; and 8 more
+per distinct image for the build's own copies: the index marks every copy after an image's first in the
+build, whose record is its id alone (`_unmeasured`), so a duplicate costs O(1) and nothing stays.
 
 With `grounding: annotations` the source is an annotated dataset, staged once into a per-image table
 (`forge.sources.annotated`); each window's boxes are put into the detections cache under the annotation
@@ -37,7 +39,7 @@ from forge.judge.hashing import image_keys
 from forge.perception.annotations import cached_detections, check_image, shape_problem
 from forge.perception.cache import DETECTIONS_TABLE, SCHEMAS, PerceptionCache
 from forge.perception.models import records, run_models
-from forge.perception.records import PERCEIVED_TYPE, failed
+from forge.perception.records import RECORD_SCHEMA
 from forge.perception.tasks import TASKS, RunOptions, model_tasks, perception_label, tasks_of, together, who_makes_what
 from forge.progress import ProgressFactory, StageTimes, no_progress
 from forge.sources import Entry, Listing, listing
@@ -55,7 +57,7 @@ INDEX_SCHEMA = pa.schema([("path", pa.string()), ("image_id", pa.string()), ("wi
                           ("height", pa.int64()), ("exif_fx", pa.float64()), ("exif_fy", pa.float64()),
                           ("error", pa.string()), ("meta", pa.string()), ("annotated_width", pa.int64()),
                           ("annotated_height", pa.int64()), ("extras", pa.string()),
-                          ("not_exhaustive", pa.list_(pa.string()))])
+                          ("not_exhaustive", pa.list_(pa.string())), ("repeated", pa.bool_())])
 DOWNLOADS = ".forge-downloads"  # in the database folder: a window's downloaded images until its models have run
 
 
@@ -75,8 +77,8 @@ class ModelRunStats:
 class ModelPerceiver:
     """Model perception of a build: `prepare` walks the source a window at a time, identifying the
     images and running each model where the cache has nothing; `records` then reads the perception
-    records of a range of them back from the cache (a window's readable images in its order, then
-    one record per image of it that could not be read)."""
+    records of a range of them back from the cache (a window's first copies of its images in its order,
+    then an id-only record per later copy and one per image of it that could not be read)."""
 
     WINDOW = DEFAULT_CHUNK_SIZE  # images read, identified and run at a time unless `prepare` is told otherwise
 
@@ -172,6 +174,7 @@ class ModelPerceiver:
         self.stats.run = dict.fromkeys(self.keys, 0)
         self.stats.cached = dict.fromkeys(self.keys, 0)
         self.stats.records = 0
+        seen = KeySet()  # images of this build's windows so far: a later copy is `repeated` in the index
         folder.mkdir(parents=True, exist_ok=True)
         total = min(self.listing.total, self.limit or self.listing.total)
         tasks = " + ".join(self.keys)
@@ -179,20 +182,21 @@ class ModelPerceiver:
             for number, entries in enumerate(self.listing.windows(window, self.limit)):
                 target = folder / f"{number:06d}.parquet"
                 if not target.exists():
-                    index = self._window(entries, number * window, cache, have, stages, bar)
+                    index = self._window(entries, number * window, cache, have, seen, stages, bar)
                     write_checked(target, lambda tmp, table=index: pq.write_table(table, tmp), folder.parent)
                 else:  # staged by an interrupted run of this build (same cache keys), which ran the models
-                    readable = pl.read_parquet(target, columns=["image_id"])["image_id"].is_not_null().sum()
+                    ids = pl.read_parquet(target, columns=["image_id"])["image_id"].drop_nulls()
                     for name in self.keys:
-                        self.stats.cached[name] += readable
+                        self.stats.cached[name] += ids.len()
+                    seen.add(image_keys(ids).to_numpy())
                     bar.update(len(entries))
                 self.index.append(str(target))
                 self.stats.records += len(entries)  # an index row per listed image, readable or not
 
     def _window(self, entries: list[Entry], start: int, cache: PerceptionCache, have: dict[str, KeySet],
-                stages: StageTimes, bar) -> pa.Table:
+                seen: KeySet, stages: StageTimes, bar) -> pa.Table:
         """Identify a window's images (items `start`... of the source) and run the models it needs; its
-        index (`INDEX_SCHEMA`)."""
+        index (`INDEX_SCHEMA`), in which a copy of an image in `seen` or earlier in the window is `repeated`."""
         self.downloads = str(self.store.path / DOWNLOADS)  # a rerun after a crash finds what was fetched
         with stages.stage("identify") as stage:
             found = pa.concat_tables(pa.Table.from_batches([batch]) for batch in
@@ -233,6 +237,8 @@ class ModelPerceiver:
         self.downloads = None
         errors = [broken.get(row["image_id"], row["error"]) for row in rows]
         readable = sum(1 for error in errors if error is None)
+        repeats = self._repeats(rows, errors, ids, keys, seen)
+        seen.add(keys[np.array([image_id not in broken for image_id in ids], dtype=bool)])
         for name in self.keys:  # run + cached = the readable images: copies and earlier images were served from the cache
             self.stats.cached[name] += readable - (self.stats.run[name] - ran[name])
         metas = [_json(meta) for _, meta in entries]
@@ -241,7 +247,21 @@ class ModelPerceiver:
         return pa.table({"path": found.column("path"), "image_id": [None if e else r["image_id"] for e, r in zip(errors, rows)],
                          "width": found.column("width"), "height": found.column("height"),
                          "exif_fx": found.column("exif_fx"), "exif_fy": found.column("exif_fy"), "error": errors,
-                         "meta": metas, **annotated}, schema=INDEX_SCHEMA)
+                         "meta": metas, **annotated, "repeated": repeats}, schema=INDEX_SCHEMA)
+
+    @staticmethod
+    def _repeats(rows: list[dict], errors: list[str | None], ids: list[str], keys: np.ndarray, seen: KeySet) -> list[bool]:
+        """Whether each readable row of a window is a later copy: of an image of an earlier window (`seen`),
+        or of one earlier in this window."""
+        earlier = dict(zip(ids, seen.has(keys).tolist()))
+        out = []
+        for row, error in zip(rows, errors):
+            if error is not None:
+                out.append(False)
+                continue
+            out.append(earlier[row["image_id"]])
+            earlier[row["image_id"]] = True
+        return out
 
     def _annotated(self, rows: list[dict], start: int) -> list[dict] | None:
         """The annotations of a window's images (rows `start`... of the staged table, as the listing gave
@@ -302,18 +322,18 @@ class ModelPerceiver:
 
     def records(self, start: int, stop: int) -> DataFrame:
         """Perception records of items [start, stop) of the staged index: cached model outputs turned
-        into objects with depth, then a record per image that could not be perceived."""
+        into objects with depth for each image's first copy in the build, then an id-only record per later
+        copy, then a record per image that could not be perceived."""
         index = pl.scan_parquet(self.index).slice(start, stop - start).collect().with_row_index("order")
         frames = []
-        images = index.filter(pl.col("error").is_null())
+        readable = pl.col("error").is_null()
+        images = index.filter(readable & ~pl.col("repeated"))
         if images.height:
-            ids = images["image_id"].unique(maintain_order=True).to_list()
-            frames.append(self.records_plan(daft.from_arrow(images.select(*RECORD_INPUTS).to_arrow()), ids))
-        failures = index.filter(pl.col("error").is_not_null())
-        if failures.height:
-            label = perception_label(self.perception)
-            rows = [failed(path, label, reason) for path, reason in zip(failures["path"], failures["error"])]
-            frames.append(daft.from_pylist(rows).select(*[col(name).cast(dtype) for name, dtype in _perceived_fields()]))
+            frames.append(self.records_plan(daft.from_arrow(images.select(*RECORD_INPUTS).to_arrow()),
+                                            images["image_id"].to_list()))
+        unmeasured = index.filter(~readable | pl.col("repeated"))  # later copies (their id only) and the unreadable
+        if unmeasured.height:
+            frames.append(daft.from_arrow(_unmeasured(unmeasured, perception_label(self.perception))))
         out = frames[0]
         for frame in frames[1:]:
             out = out.concat(frame)
@@ -328,6 +348,12 @@ def _json(meta: dict | None) -> str | None:
     return json.dumps(clean, sort_keys=True, default=str, allow_nan=False)
 
 
-def _perceived_fields() -> list[tuple[str, daft.DataType]]:
-    arrow = PERCEIVED_TYPE.to_arrow_dtype()
-    return [(f.name, daft.DataType.from_arrow_type(f.type)) for f in arrow]
+def _unmeasured(index: pl.DataFrame, perception: str) -> pa.Table:
+    """Records of index rows nothing is measured for: a later copy of an image (its id; the build judges the
+    first copy and skips the rest by id) or an unreadable image (its error). Built a column at a time, so a
+    window of 20,000 copies or missing files costs milliseconds, not a Python dict per row."""
+    columns = {"image_id": index["image_id"].to_arrow(), "image_uri": index["path"].to_arrow(),
+               "perception": pa.array([perception] * index.height, pa.string()), "error": index["error"].to_arrow(),
+               "objects": pa.array([[]] * index.height, RECORD_SCHEMA.field("objects").type)}
+    return pa.table([columns[f.name].cast(f.type) if f.name in columns else pa.nulls(index.height, f.type)
+                     for f in RECORD_SCHEMA], schema=RECORD_SCHEMA)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 from forge.errors import ForgeError
 from forge.judge.hashing import image_keys
 from forge.perception.records import OPTIONAL_IMAGE_FIELDS, OPTIONAL_OBJECT_FIELDS, RECORD_SCHEMA
+from forge.sources.identity import KeySet
 from forge.sources.paths import expand
 
 RECORD_POLARS = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema
@@ -164,23 +166,19 @@ class RecordTable:
                 *[pl.lit(None).alias(name) for name in objects_absent])))
         return frame.cast({name: RECORD_POLARS[name] for name in columns}, strict=False)
 
-    def duplicates(self, chunk_size: int) -> np.ndarray:
-        """Row numbers of images already seen earlier in the table (same image id), read a chunk at a time.
+    def duplicates(self, chunk_size: int) -> Iterator[np.ndarray]:
+        """Per chunk, the row numbers (in the table) of images seen earlier in the table (same image id).
 
-        Holds one 8-byte key per image: the only per-image state a build keeps across chunks.
+        Holds one 8-byte key per distinct image across chunks (`KeySet`): the only per-image state a build
+        keeps; a repeated row costs nothing that outlives its chunk.
         """
-        keys = []
+        seen = KeySet()
         for start, count in self.chunks(chunk_size):
             ids = self.read(start, count, ["image_id"])["image_id"]
-            known = ids.is_not_null().to_numpy()
-            chunk = np.zeros(ids.len(), dtype=np.uint64)
-            chunk[known] = image_keys(ids.filter(ids.is_not_null())).to_numpy()
-            keys.append(np.where(known, chunk, 0))
-        if not keys:
-            return np.zeros(0, dtype=np.int64)
-        every = np.concatenate(keys)
-        order = np.argsort(every, kind="stable")
-        ranked = every[order]
-        repeat = np.concatenate([[False], ranked[1:] == ranked[:-1]])
-        unknown = ranked == 0  # failed images have no id: never duplicates of each other
-        return np.sort(order[repeat & ~unknown])
+            rows = np.flatnonzero(ids.is_not_null().to_numpy())  # failed images have no id: never duplicates
+            keys = image_keys(ids.gather(rows)).to_numpy() if len(rows) else np.zeros(0, dtype=np.uint64)
+            repeat = np.ones(len(rows), dtype=bool)
+            repeat[np.unique(keys, return_index=True)[1]] = False  # the first of each id in the chunk
+            repeat |= seen.has(keys)
+            seen.add(keys)
+            yield start + rows[repeat]

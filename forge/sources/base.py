@@ -18,8 +18,8 @@ Entry = tuple[str, "dict | None"]
 
 @dataclass(frozen=True)
 class Listing:
-    """A source's images: `total` of them (for progress; rows without an image may make it an
-    overcount), yielded by `entries()` in the same order on every call."""
+    """A source's images: `total` of them (every row, an empty one too: it is yielded, to be skipped with
+    its reason), yielded by `entries()` in the same order on every call."""
 
     total: int
     entries: Callable[[], Iterator[Entry]]

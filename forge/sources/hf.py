@@ -52,14 +52,16 @@ def hf_table(source: HfSource, base_dir: Path) -> ImageTable:
         files = _json(root / "state.json", lambda d: [str(root / f["filename"]) for f in d["_data_files"]])
         info = root / "dataset_info.json"
         features = _json(info, lambda d: dict(d.get("features") or {})) if info.is_file() else {}
+        columns = list(features)
     else:
         files = _split_files(expand(root, {".parquet"}), source.split, root)
         try:
-            metadata = pq.read_schema(files[0]).metadata or {}
-            features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get("features") or {}
+            schema = pq.read_schema(files[0])
+            features = json.loads((schema.metadata or {}).get(b"huggingface", b"{}")).get("info", {}).get("features") or {}
         except (OSError, ValueError, pa.ArrowException, AttributeError) as exc:
             raise ForgeError(f"source.path: {files[0]} is not a readable Parquet export: {' '.join(str(exc).split())[:200]}") from None
-    column = source.image_column or _image_column(features, root)
+        columns = schema.names
+    column = source.image_column or _image_column(features, columns, root)
     return ImageTable.of_files(files, str(root), column, source.metadata)
 
 
@@ -92,11 +94,15 @@ def _split_files(files: list[str], split: str, root: Path) -> list[str]:
     return files
 
 
-def _image_column(features: dict, root: Path) -> str:
+def _image_column(features: dict, columns: list[str], root: Path) -> str:
+    """The one column the features describe as an `Image`; ForgeError naming the columns when there is none."""
     images = [name for name, feature in features.items() if isinstance(feature, dict) and feature.get("_type") == "Image"]
     if len(images) == 1:
         return images[0]
+    if not images and not features:  # a Parquet file `datasets` did not write: no features to read
+        raise ForgeError(f"source.path: {root} describes no dataset features (its columns: {', '.join(columns[:20])}), "
+                         "so it is a plain table: use `kind: table` with `image_column` naming the images' column")
     if not images:
         raise ForgeError(f"source.image_column: {root} has no column with the Image feature (its columns: "
-                         f"{', '.join(list(features)[:20]) or 'none described'}); name the column that holds the images")
+                         f"{', '.join(columns[:20])}); name the column that holds the images")
     raise ForgeError(f"source.image_column: {root} has several Image columns ({', '.join(images)}); choose one")

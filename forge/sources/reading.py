@@ -15,19 +15,23 @@ from pathlib import Path
 from typing import Callable
 
 from forge.sources import remote, tables, webdataset
-from forge.sources.uris import REMOTE
+from forge.sources.uris import REMOTE, scheme_of
 
 READERS: dict[str, Callable[[str], bytes]] = {tables.SCHEME: tables.cell_bytes, webdataset.SCHEME: webdataset.member_bytes,
                                               **dict.fromkeys(REMOTE, remote.fetch)}
+READABLE = ", ".join(scheme.removesuffix("://") for scheme in REMOTE)  # what a user may write, for messages
 
 
 def read(uri: str) -> bytes:
     """Bytes of a local path, an http(s) URL (timeout, size cap, retries of transient failures; the
     last failure raises OSError), an object-store URI (s3://, gs://, abfs://), a table cell
-    (`table://`) or a shard member (`tar://`)."""
-    scheme, sep, _ = uri.partition("://")
-    reader = READERS.get(f"{scheme}://") if sep else None
-    return reader(uri) if reader is not None else Path(uri).read_bytes()
+    (`table://`) or a shard member (`tar://`). Any other scheme (ftp://) raises OSError: it is never a path."""
+    scheme = scheme_of(uri)
+    if scheme is None:
+        return Path(uri).read_bytes()
+    if scheme not in READERS:
+        raise OSError(f"{scheme.removesuffix('://')} is not a scheme forge reads: give {READABLE} URLs or local paths")
+    return READERS[scheme](uri)
 
 
 class Downloads:

@@ -2,8 +2,9 @@
 files of a Hugging Face `datasets` folder (`save_to_disk`).
 
 The column holds, per row, a path (relative to the table's folder) or an http(s) URL, or the image
-itself: bytes, or a Hugging Face `Image` struct `{bytes, path}`. Images held in the table are named
-by a URI that points back at their cell, `table:///abs/file.parquet?column=image&row=12`, so lineage
+itself: bytes, or a Hugging Face `Image` struct `{bytes, path}`. Images held in the table, and empty
+cells (null or ''), are named by a URI that points back at their cell (reading an empty one says so:
+every row is accounted for, read or skipped with its reason), `table:///abs/file.parquet?column=image&row=12`, so lineage
 (file and row) travels with every QA row and any later step (models, `forge show`, exports) reads
 the bytes again from there: a Parquet row group at a time, cached, so reading rows in order decodes
 each group once; a Lance row directly; an Arrow file memory-mapped.
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 from forge.errors import ForgeError
 from forge.sources.base import Listing
 from forge.sources.paths import expand
-from forge.sources.uris import REMOTE
+from forge.sources.uris import scheme_of
 from forge.spec.schema import TableSource
 
 SCHEME = "table://"
@@ -140,9 +141,8 @@ class ImageTable:
         return sum(self._rows(file) for file in self.files)
 
     def entries(self, metadata: tuple[str, ...] = ()) -> Iterator[tuple[str, dict | None]]:
-        """Every row's image as a URI (its path or URL, or its cell, `table://...`) with the row's
-        `metadata` columns, in table order, read a batch of rows at a time; rows without an image are
-        skipped."""
+        """Every row's image as a URI (its path or URL, or its cell, `table://...`, also for an empty
+        text cell) with the row's `metadata` columns, in table order, read a batch of rows at a time."""
         for file in self.files:
             text = _holds_images(_columns(file, self.kind).field(self.column).type) == "text"
             folder, row = str(Path(file).parent), 0
@@ -150,10 +150,10 @@ class ImageTable:
                 values = batch.column(self.column).to_pylist() if text else [None] * batch.num_rows
                 carried = batch.select(list(metadata)).to_pylist() if metadata else [None] * batch.num_rows
                 for value, meta in zip(values, carried):
-                    if not text:
+                    if not text or not value:
                         yield cell_uri(file, self.column, row), meta
-                    elif value:
-                        yield (value if value.startswith(REMOTE) else os.path.normpath(os.path.join(folder, value))), meta
+                    else:
+                        yield (value if scheme_of(value) else os.path.normpath(os.path.join(folder, value))), meta
                     row += 1
 
     def _batches(self, file: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -218,6 +218,8 @@ def cell_bytes(uri: str) -> bytes:
     file = unquote(parsed.netloc + parsed.path)
     query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
     column, row = query["column"], int(query["row"])
+    if KINDS.get(Path(file).suffix.lower()) in ("csv", "jsonl"):  # text tables name only their empty cells so
+        raise OSError(f"row {row} of {file} holds no image ({column} is empty)")
     if file.rstrip("/").endswith(".lance"):
         import lance
 

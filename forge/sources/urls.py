@@ -11,7 +11,7 @@ from typing import Iterator
 
 from forge.errors import ForgeError
 from forge.sources.base import Listing
-from forge.sources.uris import REMOTE
+from forge.sources.uris import scheme_of
 from forge.spec.schema import UrlsSource
 
 
@@ -32,10 +32,11 @@ class UrlList:
 
 
 def _url_lines(listing: Path) -> Iterator[str]:
-    """Entries of a URL list, one per line (# starts a comment); paths resolved against the list's folder."""
+    """Entries of a URL list, one per line (# starts a comment); paths resolved against the list's folder,
+    any URI kept as it is (one its scheme forge does not read is then a skipped image with that reason)."""
     folder = str(listing.parent.resolve())
     with listing.open(encoding="utf-8") as lines:
         for line in lines:
             entry = line.strip()
             if entry and not entry.startswith("#"):
-                yield entry if entry.startswith(REMOTE) else os.path.normpath(os.path.join(folder, entry))
+                yield entry if scheme_of(entry) else os.path.normpath(os.path.join(folder, entry))

@@ -49,8 +49,11 @@ def shard_files(path: Path) -> list[str]:
     for file in files:
         try:
             _index(str(Path(file).resolve()))
+        except tarfile.ReadError:  # its message has a line per compression tried
+            raise ForgeError(f"source.path: {file} is not a tar archive (nor a gzip, bz2 or xz compressed one); "
+                             "give WebDataset .tar shards") from None
         except (OSError, tarfile.TarError) as exc:
-            raise ForgeError(f"source.path: {file} is not a readable tar shard: {exc}") from None
+            raise ForgeError(f"source.path: {file} is not a readable tar shard: {' '.join(str(exc).split())[:200]}") from None
     return [str(Path(f).resolve()) for f in files]
 
 

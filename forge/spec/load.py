@@ -22,6 +22,7 @@ from forge.errors import ForgeError, SpecError
 from forge.judge.relations import Relation, relation_for
 from forge.judge.shapes import Shape
 from forge.spec.expressions import BOOL, NUMBER, columns_for, compile_expression
+from forge.spec.models import resolve_models
 from forge.spec.schema import (COMPARATIVE_TYPES, IMAGE_SOURCES, AnnotationGrounding, AnnotationsSource, Answer,
                                CustomRelation, GroundingModel, ModelsPerception, QuestionForm, RecordsSource, Spec)
 from forge.spec.templates import placeholders_used
@@ -549,6 +550,9 @@ def load_spec(path: str | Path) -> LoadedSpec:
     _check_models(spec, path.parent, problems)
     spec = _resolve_vocabulary(spec, path.parent, problems)
     spec = _resolve_annotations(spec, path.parent, problems)
+    located, model_problems = resolve_models(spec, path.parent)
+    for key, message in model_problems:
+        problems.add(key, message)
     if problems.items:
         raise SpecError(problems.items)
-    return LoadedSpec(spec=spec, path=path, spec_hash=spec_hash(spec))
+    return LoadedSpec(spec=located, path=path, spec_hash=spec_hash(spec))  # the hash does not depend on where the spec is
