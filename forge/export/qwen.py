@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from forge.export import coordinates
+import forge.export.coordinates as coordinates  # the module itself: importing it from the package would loop back
 from forge.export.reading import ReadSample, guarded, ids, load_json, one_image_token, stated_sizes, turns
 from forge.export.samples import ExportOptions, Sample
 from forge.export.writing import write_json
