@@ -29,7 +29,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from forge.perception.synthetic_scene import render_scene  # noqa: E402
-from tiny_models import _letter_tokenizer, _processor_settings  # noqa: E402
+from tiny_models import _letter_tokenizer, _processor_settings, finding_heads  # noqa: E402
 
 COCO10 = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light"]
 
@@ -57,14 +57,7 @@ def save_sam3(folder: Path) -> Path:
     config.text_config.bos_token_id = vocab["<|startoftext|>"]  # the letter tokenizer's ids (same cost)
     config.text_config.eos_token_id = config.text_config.pad_token_id = vocab["<|endoftext|>"]
     model = Sam3Model(config)
-    with torch.no_grad():  # as save_tiny_sam3: random heads would find nothing, leaving the mask work out
-        decoder = model.detr_decoder
-        decoder.presence_head.layer3.bias.fill_(4.0)
-        model.dot_product_scoring.query_proj.weight.mul_(300)
-        decoder.box_head.layer3.weight.zero_()
-        decoder.box_head.layer3.bias.zero_()
-        decoder.reference_points.weight[:, :2].normal_(0, 1.2)
-        decoder.reference_points.weight[:, 2:].normal_(-1.2, 0.4)
+    finding_heads(model)  # as save_tiny_sam3: random heads would find nothing, leaving the mask work out
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     _processor_settings(folder, "Sam3ImageProcessor", config.vision_config.image_size, 0.5, 0.5)

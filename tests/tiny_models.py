@@ -205,17 +205,11 @@ def sam3_config(side: int = 112, hidden: int = 32, layers: int = 1, queries: int
                       mask_decoder_config=dict(hidden_size=hidden, num_attention_heads=2))
 
 
-def save_tiny_sam3(folder: Path, seed: int = 0, **size) -> Path:
-    """A tiny SAM 3 with its tokenizer and processor settings; `size` as `sam3_config` takes it."""
-    from transformers import Sam3Model
-
-    torch.manual_seed(seed)
-    config = sam3_config(**size)
-    model = Sam3Model(config)
+def finding_heads(model) -> None:
+    """Random heads score every query about 0.5 and put every box in the middle: make presence near certain,
+    spread the query scores (so phrases differ and some find nothing), and give each query its own plausible
+    box (its reference box: centres anywhere, sides about a quarter of the picture)."""
     with torch.no_grad():
-        # random heads score every query about 0.5 and put every box in the middle: make presence near
-        # certain, spread the query scores (so phrases differ and some find nothing), and give each query
-        # its own plausible box (its reference box: centres anywhere, sides about a quarter of the picture)
         decoder = model.detr_decoder
         decoder.presence_head.layer3.bias.fill_(4.0)
         model.dot_product_scoring.query_proj.weight.mul_(300)
@@ -223,6 +217,16 @@ def save_tiny_sam3(folder: Path, seed: int = 0, **size) -> Path:
         decoder.box_head.layer3.bias.zero_()
         decoder.reference_points.weight[:, :2].normal_(0, 1.2)
         decoder.reference_points.weight[:, 2:].normal_(-1.2, 0.4)
+
+
+def save_tiny_sam3(folder: Path, seed: int = 0, **size) -> Path:
+    """A tiny SAM 3 with its tokenizer and processor settings; `size` as `sam3_config` takes it."""
+    from transformers import Sam3Model
+
+    torch.manual_seed(seed)
+    config = sam3_config(**size)
+    model = Sam3Model(config)
+    finding_heads(model)
     model.save_pretrained(folder)
     _letter_tokenizer(folder).save_pretrained(folder)
     _processor_settings(folder, "Sam3ImageProcessor", config.vision_config.image_size, 0.5, 0.5)
