@@ -39,7 +39,7 @@ LABELS = ["person", "chair", "table", "car", "dog", "cat", "bottle", "cup", "lap
 
 def chunk(rng: np.random.Generator, start: int, size: int) -> pa.Table:
     """`size` synthetic rows with the real qa schema and realistic skew."""
-    from forge.store import QA_SCHEMA
+    from forge.store import qa_table
 
     names = list(FAMILIES)
     family = rng.choice(len(names), size, p=[FAMILIES[n][0] for n in names])
@@ -63,7 +63,7 @@ def chunk(rng: np.random.Generator, start: int, size: int) -> pa.Table:
     box_list = pa.FixedSizeListArray.from_arrays(pa.array(np.stack([x1, y1, x2, y2], 1).ravel()), 4).cast(pa.list_(pa.float64()))
     objects = pa.ListArray.from_arrays(pa.array(np.arange(0, size + 1), pa.int32()),
                                        pa.StructArray.from_arrays([pa.array(label_a), box_list], ["label", "box"]))
-    return pa.table({
+    return qa_table(pa.table({
         "qa_id": pa.array([str(v) for v in rng.integers(0, 2**63, size, dtype=np.int64)]),
         # like a sha256 prefix: 32 uniformly distributed hex digits per image
         "image_id": pa.array([f"{v:016x}{w:016x}" for v, w in zip(image.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15),
@@ -92,7 +92,7 @@ def chunk(rng: np.random.Generator, start: int, size: int) -> pa.Table:
         "annotation_ids": pa.ListArray.from_arrays(  # the dataset's boxes behind each row
             pa.array(np.arange(0, 2 * size + 1, 2), pa.int32()),
             pa.array([str(v) for v in rng.integers(0, 25_000_000, 2 * size)])),
-    }).cast(QA_SCHEMA)
+    }))
 
 
 SLICE = "family = 'depth_order' AND margin > 0.3"

@@ -34,7 +34,7 @@ from forge.progress import ProgressFactory, no_progress
 from forge.query import check_params, open_table
 from forge.sampling.order import TAKE_ALL
 from forge.sampling.quotas import family_targets, thresholds, water_fill
-from forge.sampling.scan import Rows, check_condition, connection, count_cells, pick_candidates, read_rows
+from forge.sampling.scan import Rows, check_condition, connection, count_cells, pick_candidates, read_rows, take_columns
 from forge.sampling.select import KEY, Selection, select
 from forge.yaml_files import read_yaml_text
 
@@ -164,7 +164,7 @@ class Choice:
     """The chosen rows (ids, offsets, family, split and what dedup read) and the report; `read` fetches them whole."""
 
     dataset: lance.LanceDataset
-    chosen: pl.DataFrame  # in seeded order: cell, ord, pos, image_id, question, extra columns, family, split
+    chosen: pl.DataFrame  # in seeded order: cell, ord, pos, key, extra columns, family, split
     report: SampleReport
     splits: dict[str, float]
 
@@ -224,10 +224,11 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
         cells = (counted.filter(pl.col("family").is_in(list(targets)) & (pl.col("rows") > 0))
                  .sort(pl.struct("family", *strata)).with_row_index("cell"))  # as sorting by each, faster
         del counted  # a copy of every cell: with a near-unique stratify column, one per row of a family
-        keys = list(dict.fromkeys([*KEY, *extra]))
-        selection, quota = _fill(conn, rows, strata, cells, targets, seed, keys, progress)
-    chosen = selection.taken.with_columns(family=cells.get_column("family").gather(selection.taken.get_column("cell")),
-                                          split=split_expr(mix.splits))
+        selection, quota = _fill(conn, rows, strata, cells, targets, seed, progress)
+    taken = selection.taken
+    chosen = pl.concat([taken, take_columns(dataset, taken.get_column("pos").to_numpy(), list(extra))], how="horizontal")
+    chosen = chosen.with_columns(family=cells.get_column("family").gather(taken.get_column("cell")),
+                                 split=split_expr(mix.splits, pl.col("key") // (1 << 32)))
     report_cells = cells.drop("cell").with_columns(quota=pl.Series(quota), obtained=pl.Series(selection.obtained))
     obtained = dict(report_cells.group_by("family").agg(pl.col("obtained").sum()).iter_rows())
     report = SampleReport(targets, {f: int(obtained.get(f, 0)) for f in targets}, report_cells, selection.skipped)
@@ -235,20 +236,19 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
 
 
 def _fill(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells: pl.DataFrame,
-          targets: dict[str, int], seed: int, keys: list[str], progress: ProgressFactory) -> tuple[Selection, np.ndarray]:
+          targets: dict[str, int], seed: int, progress: ProgressFactory) -> tuple[Selection, np.ndarray]:
     """Scan for each cell's candidates and trim them until every cell has its quota or has run out.
 
     A cell short inside its threshold is rescanned with a wider one; a cell short with every row scanned
     has fewer distinct questions than rows: its size becomes what it yielded and its family is shared
-    out again (water-filling), which may widen the others. `keys` are the qa columns the candidates carry.
+    out again (water-filling), which may widen the others.
     """
     sizes = cells.get_column("rows").to_numpy().astype(np.int64)
     available = sizes.copy()
     quota = _family_quotas(cells, available, targets)
     widen = np.ones(len(sizes))
     threshold = np.zeros(len(sizes), dtype=np.uint64)
-    empty = pl.from_arrow(rows.dataset.schema.empty_table().select(keys))
-    candidates = pl.DataFrame(schema={"cell": pl.UInt32, "ord": pl.UInt64, "pos": pl.UInt64, **empty.schema})
+    candidates = pl.DataFrame(schema={"cell": pl.UInt32, "ord": pl.UInt64, "pos": pl.UInt64, "key": pl.UInt64})
     while True:
         wanted = np.where(quota > 0, thresholds(quota, sizes, widen), 0).astype(np.uint64)
         rescan = wanted > threshold
@@ -256,10 +256,10 @@ def _fill(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells:
             threshold = np.maximum(threshold, wanted)
             scanned = cells.filter(pl.Series(rescan)).select("family", *strata, "cell").with_columns(
                 threshold=pl.Series(threshold[rescan], dtype=pl.UInt64))
-            found = pick_candidates(conn, rows, strata, scanned.to_arrow(), seed, keys, progress)
+            found = pick_candidates(conn, rows, strata, scanned.to_arrow(), seed, progress)
             kept = candidates.filter(~pl.col("cell").is_in(scanned.get_column("cell").implode()))
             candidates = pl.concat([kept, found.cast(kept.schema)])
-        selection = select(candidates, quota)
+        selection = select(candidates, quota, lambda positions: take_columns(rows.dataset, positions, KEY))
         short = selection.obtained < quota
         if not short.any():
             return selection, quota

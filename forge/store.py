@@ -27,6 +27,7 @@ from lance.fragment import FragmentMetadata, write_fragments
 from lancedb.index import Bitmap, BTree
 
 from forge.errors import ForgeError
+from forge.question_keys import question_keys
 
 BOX = pa.list_(pa.float64())
 QA_SCHEMA = pa.schema(
@@ -58,8 +59,11 @@ QA_SCHEMA = pa.schema(
         pa.field("gravity_source", pa.string()),
         # the annotation ids of the objects a row names, in `objects` order (annotated datasets; else null)
         pa.field("annotation_ids", pa.list_(pa.string())),
+        # derived from image_id and question (forge/question_keys.py): what sampling reads for dedup and splits
+        pa.field("question_key", pa.uint64()),
     ]
 )
+QA_MADE = [name for name in QA_SCHEMA.names if name != "question_key"]  # the columns a build makes; `qa_table` adds the rest
 
 BUILDS_SCHEMA = pa.schema(
     [
@@ -105,6 +109,14 @@ class WriteResult:
     rows: int  # rows of this build, now in the table
     replaced: int  # rows of earlier builds of the spec that it replaced
     stale: int  # of those, rows of an older version of the spec (another spec hash)
+
+
+def qa_table(made: pa.Table) -> pa.Table:
+    """QA records from the columns a build makes (QA_MADE): the derived `question_key` is added here, the one
+    place every writer goes through."""
+    made = made.select(QA_MADE)
+    keys = question_keys(made.column("image_id"), made.column("question"))
+    return made.append_column("question_key", pa.array(keys, pa.uint64())).cast(QA_SCHEMA)
 
 
 def _older(found: pa.Schema, wanted: pa.Schema) -> bool:

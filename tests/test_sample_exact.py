@@ -17,6 +17,7 @@ from conftest import REPO, read_table
 from forge import sample
 from forge.sample import Mix, draw, load_mix, split_expr
 from forge.sampling import order, quotas
+from forge.question_keys import question_keys
 from forge.sampling.quotas import water_fill
 
 
@@ -134,3 +135,39 @@ def test_rows_do_not_depend_on_the_room_above_the_quotas(db, monkeypatch):
     assert len(scans) > 1  # the tight thresholds did come up short
     assert tight.column("qa_id").to_pylist() == table.column("qa_id").to_pylist()
     assert tight_report.cells.equals(report.cells)
+
+
+KEYED_MIXES = [Mix(quotas={"left_right": 10_000}), Mix(n=90, stratify=["answer", "template_id"], split="val"),
+               Mix(quotas={"grounding": 150}, stratify=["answer"])]
+
+
+def test_keys_computed_for_an_older_table_or_colliding_give_the_same_rows(db, tmp_path, monkeypatch):
+    """A table written before question keys existed has them computed as the sampler scans (opened by a build
+    it gains the column, null); and keys that collide (every question on an image alike) only cost reading
+    the texts: the rows are the same."""
+    import shutil
+
+    import lance
+
+    from forge.query import open_table
+    from forge.sampling import scan
+    from forge.store import QA_SCHEMA, Store
+
+    expected = [draw(db, mix, seed=5)[0].column("qa_id").to_pylist() for mix in KEYED_MIXES]
+    older = shutil.copytree(db, tmp_path / "older")
+    lance.dataset(str(older / "qa.lance")).drop_columns(["question_key"])
+    assert not scan.Rows(lance.dataset(str(older / "qa.lance"))).keys_stored
+    assert [draw(older, mix, seed=5)[0].column("qa_id").to_pylist() for mix in KEYED_MIXES] == expected
+    Store(older).table("qa", QA_SCHEMA)  # what the next build into it does: the column, null
+    assert lance.dataset(str(older / "qa.lance")).to_table(columns=["question_key"]).column(0).null_count > 0
+    assert not scan.Rows(lance.dataset(str(older / "qa.lance"))).keys_stored and scan.Rows(open_table(db, "qa")).keys_stored
+    assert [draw(older, mix, seed=5)[0].column("qa_id").to_pylist() for mix in KEYED_MIXES] == expected
+
+    read = []
+    real_take = sample.take_columns
+    monkeypatch.setattr(sample, "take_columns", lambda d, p, c: read.append(len(p)) or real_take(d, p, c))
+    [draw(older, mix, seed=5) for mix in KEYED_MIXES]
+    texts_read, read[:] = sum(read), []  # the true duplicates' (two specs ask the same questions)
+    monkeypatch.setattr(scan, "question_keys", lambda ids, questions: question_keys(ids, pa.array([""] * len(ids))))
+    assert [draw(older, mix, seed=5)[0].column("qa_id").to_pylist() for mix in KEYED_MIXES] == expected
+    assert sum(read) > texts_read + 100  # every candidate sharing an image had its text read and compared

@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from forge.question_keys import question_keys
+
 FAMILIES = [f"family_{i}" for i in range(12)]
 BATCH = 250_000
 SAMPLE = 200_000
@@ -20,14 +22,15 @@ GROWTH_MIB = 160  # what 3M more rows may add (measured: none; the first sampler
 
 
 def _batches(rows: int):
-    """Rows shaped like forge's: 12 families, 2-40 answers each, ~40-character questions, unique qa_ids."""
+    """Rows shaped like forge's: 12 families, 2-40 answers each, ~40-character questions and their keys,
+    unique qa_ids."""
     rng = np.random.default_rng(rows)
     answers = pa.array([f"answer {i}" for i in range(40)])
     questions = pa.array([f"Which is closer to the camera, the {a} or the {b}?" for a in range(30) for b in range(30)])
     for start in range(0, rows, BATCH):
         count = min(BATCH, rows - start)
         family = rng.integers(0, len(FAMILIES), count)
-        yield pa.RecordBatch.from_pydict({
+        columns = {
             "qa_id": pa.array(rng.integers(0, 2**63, count, dtype=np.uint64)).cast(pa.string()),
             "image_id": pa.array(rng.integers(0, 2**63, count // 8 + 1, dtype=np.uint64)).cast(pa.string()).take(
                 pa.array(np.sort(rng.integers(0, count // 8 + 1, count)))),
@@ -36,7 +39,9 @@ def _batches(rows: int):
             .cast(pa.string()),
             "answer": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 2 + 38 * (family % 2), count)), answers)
             .cast(pa.string()),
-        })
+        }
+        columns["question_key"] = pa.array(question_keys(columns["image_id"], columns["question"]))
+        yield pa.RecordBatch.from_pydict(columns)
 
 
 def _table(folder: Path, rows: int) -> Path:

@@ -21,7 +21,7 @@ from forge.judge.shapes import Context, Sets, Shape
 from forge.judge.verify import rules_for
 from forge.spec.load import LoadedSpec
 from forge.spec.schema import Family
-from forge.store import QA_SCHEMA
+from forge.store import QA_MADE, QA_SCHEMA, qa_table
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class Judge:
                     boundary.append(self._rows(images, judge, edge, extra=("cell", "order")))
             if not kept.is_empty():
                 sure.append(self._rows(images, judge, kept))
-        rows = pl.concat(sure) if sure else pl.DataFrame(schema=pl.from_arrow(QA_SCHEMA.empty_table()).schema)
+        rows = pl.concat(sure) if sure else pl.DataFrame(schema=pl.from_arrow(QA_SCHEMA.empty_table().select(QA_MADE)).schema)
         edge = pl.concat(boundary) if boundary else pl.DataFrame()
         return self.to_qa(rows), edge
 
@@ -175,9 +175,9 @@ class Judge:
         spec = self.loaded.spec
         lineage = {"spec_name": pl.lit(spec.name), "spec_hash": pl.lit(self.loaded.spec_hash),
                    "seed": pl.lit(self.seed, pl.Int64), "source_dataset": pl.lit(spec.source.dataset, pl.String)}
-        own = [name for name in QA_SCHEMA.names if name not in images.columns and name not in lineage]
+        own = [name for name in QA_MADE if name not in images.columns and name not in lineage]
         return pl.concat([text.select(*own, *extra), images], how="horizontal").with_columns(**lineage)
 
     @staticmethod
     def to_qa(rows: pl.DataFrame) -> pa.Table:
-        return rows.select(QA_SCHEMA.names).to_arrow().cast(QA_SCHEMA)
+        return qa_table(rows.select(QA_MADE).to_arrow())

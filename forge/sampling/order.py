@@ -35,7 +35,11 @@ def salt(seed: int) -> int:
 
 def order_of(qa_ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     """The order (uint64) of rows with these qa_ids (decimal text): `mix(qa_id ^ salt(seed))`, vectorized."""
-    z = pc.cast(qa_ids, pa.uint64()).to_numpy(zero_copy_only=False) ^ np.uint64(salt(seed))
+    return mix_array(pc.cast(qa_ids, pa.uint64()).to_numpy(zero_copy_only=False) ^ np.uint64(salt(seed)))
+
+
+def mix_array(z: np.ndarray) -> np.ndarray:
+    """`mix` of every element of a uint64 array, in place; returns it."""
     with np.errstate(over="ignore"):
         z ^= z >> np.uint64(30)
         z *= np.uint64(M1)

@@ -5,9 +5,12 @@ limit, spilling into the database's own scratch folder, forge.spill), so memory 
 the sample, not the table:
 - `count_cells`: rows per cell (family × stratify values) among the rows `--where` and `--split` keep;
 - `pick_candidates`: the rows whose seeded order falls under their cell's threshold — a little more
-  than the quotas — then what dedup needs (image id and question) read for those rows only;
-- `read_rows`: every column of the chosen rows, by Lance `take` for a small share of the table and by
-  one filtered scan for a larger one (take decodes a page per row: measured, bench/RESULTS.md).
+  than the quotas — with their offset and `question_key` (forge.question_keys: dedup and the split read
+  it, not the text; a table written before the key existed has it computed from image_id and question
+  as the scan goes);
+- `take_columns`: a few columns of some rows by offset (the texts of rows whose keys repeat, a dry run's
+  answers); `read_rows`: every column of the chosen rows, by Lance `take` for a small share of the table
+  and by one filtered scan for a larger one (take decodes a page per row: measured, bench/RESULTS.md).
 The connection is read-only like `forge query`'s, and Ctrl-C stops DuckDB (forge.stopping).
 """
 
@@ -30,6 +33,7 @@ import pyarrow.compute as pc
 from forge.errors import ForgeError
 from forge.progress import ProgressFactory
 from forge.query import READ_ONLY
+from forge.question_keys import question_keys
 from forge.sampling.order import order_of
 from forge.spill import spill_folder
 from forge.stopping import run_stoppable
@@ -38,7 +42,7 @@ BATCH_ROWS = 1 << 16
 TAKE_ROWS = 1 << 17  # rows read by offset at a time
 MEMORY_LIMIT = "768MB"  # DuckDB's share; Lance's batches, the cells and the candidates come on top
 TAKE_SHARE = 1 / 75  # below this share of the table, take beats a scan (39 us per taken row, 0.5 us per scanned)
-IMAGE_POSITION_SQL = "CAST('0x' || substr(image_id, 1, 8) AS UBIGINT)"
+KEY_COLUMN = "question_key"
 
 
 @dataclass
@@ -50,6 +54,20 @@ class Rows:
     params: dict[str, object] = field(default_factory=dict)
     split: str | None = None
     split_edges: list[tuple[str, float]] = field(default_factory=list)  # (name, upper edge) in order
+    keys_stored: bool = field(init=False)  # every row has its question_key (else scans compute it)
+
+    def __post_init__(self) -> None:
+        self.keys_stored = keys_stored(self.dataset)
+
+    def key_columns(self) -> list[str]:
+        """What a scan reads to give each row its `_key`."""
+        return [KEY_COLUMN] if self.keys_stored else ["image_id", "question"]
+
+    def keys(self, batch: pa.RecordBatch) -> pa.Array:
+        """The batch's question keys, read or computed."""
+        if self.keys_stored:
+            return batch.column(KEY_COLUMN)
+        return pa.array(question_keys(batch.column("image_id"), batch.column("question")), pa.uint64())
 
     def condition(self) -> str:
         parts = [f"({self.where})"] if self.where else []
@@ -59,15 +77,25 @@ class Rows:
 
     def columns(self) -> list[str]:
         """The columns the condition reads: every qa column named in `where` (a name inside a string is read
-        needlessly, which is harmless), and the image id for a split."""
-        names = [c for c in self.dataset.schema.names
-                 if self.where and re.search(rf"\b{re.escape(c)}\b", self.where, re.IGNORECASE)]
-        return names + (["image_id"] if self.split is not None else [])
+        needlessly, which is harmless)."""
+        return [c for c in self.dataset.schema.names
+                if self.where and re.search(rf"\b{re.escape(c)}\b", self.where, re.IGNORECASE)]
+
+
+def keys_stored(dataset: lance.LanceDataset) -> bool:
+    """Whether every fragment holds the question key in its data files. Every writer computes it
+    (forge.store.qa_table), so only a table written before it existed lacks it, or has it as a column
+    added without data (null); asked of the metadata, which costs nothing, unlike counting nulls."""
+    if KEY_COLUMN not in dataset.schema.names:
+        return False
+    field_id = dataset.lance_schema.field(KEY_COLUMN).id()
+    return all(any(field_id in file.fields for file in fragment.metadata.files) for fragment in dataset.get_fragments())
 
 
 def split_sql(edges: list[tuple[str, float]]) -> str:
-    """The split of a row from its image id's first 32 bits, as `forge.sample.split_expr` computes it."""
-    position = f"({IMAGE_POSITION_SQL} / 4294967296.0)"
+    """The split of a row from its image id's first 32 bits (the high half of its question key), as
+    `forge.sample.split_expr` computes it."""
+    position = "((_key >> 32) / 4294967296.0)"
     cases = " ".join(f"WHEN {position} < '{edge!r}'::DOUBLE THEN {_literal(name)}" for name, edge in edges[:-1])
     return f"(CASE {cases} ELSE {_literal(edges[-1][0])} END)" if cases else _literal(edges[-1][0])
 
@@ -112,28 +140,34 @@ class Order:
         return pa.array(batch.column("_ord").to_numpy() <= top)
 
 
-def _reader(dataset: lance.LanceDataset, columns: list[str], bar, order: Order | None = None) -> pa.RecordBatchReader:
-    """The table's `columns` in order, with `_pos` (the row's offset, for `take`), moving a progress bar.
+def _reader(rows: Rows, columns: list[str], bar, order: Order | None = None) -> pa.RecordBatchReader:
+    """The table's `columns` in order, with `_pos` (the row's offset, for `take`) and, where a split or an
+    order needs it, `_key` (the question key), moving a progress bar.
 
     With `order`: also `_ord`, each row's seeded order, and only the rows under their family's highest
     threshold, so that DuckDB sees little more than the candidates (and the rows of tiny cells)."""
-    scanner = dataset.scanner(columns=list(dict.fromkeys(columns)), batch_size=BATCH_ROWS, scan_in_order=True)
-    fields = [pa.field("_pos", pa.uint64())] + ([pa.field("_ord", pa.uint64())] if order else [])
+    keyed = order is not None or rows.split is not None
+    read = list(dict.fromkeys(columns + rows.columns() + (rows.key_columns() if keyed else [])))
+    scanner = rows.dataset.scanner(columns=read, batch_size=BATCH_ROWS, scan_in_order=True)
+    fields = [pa.field("_pos", pa.uint64())] + ([pa.field("_key", pa.uint64())] if keyed else []) \
+        + ([pa.field("_ord", pa.uint64())] if order else [])
     schema = pa.schema([*scanner.projected_schema, *fields])
 
     def batches() -> Iterator[pa.RecordBatch]:
         start = 0
         for batch in scanner.to_batches():
-            rows = batch.num_rows
-            extra = [pa.array(np.arange(start, start + rows, dtype=np.uint64))]
+            count = batch.num_rows
+            extra = [pa.array(np.arange(start, start + count, dtype=np.uint64))]
+            if keyed:
+                extra.append(rows.keys(batch))
             if order is not None:
                 extra.append(pa.array(order_of(batch.column("qa_id"), order.seed)))
             out = pa.RecordBatch.from_arrays([*batch.columns, *extra], schema=schema)
             if order is not None:
                 out = out.filter(order.under_top(out))
             yield out
-            start += rows
-            bar.update(rows)
+            start += count
+            bar.update(count)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -153,7 +187,7 @@ def _scan(conn: duckdb.DuckDBPyConnection, rows: Rows, columns: list[str], progr
           label: str, order: Order | None = None) -> Iterator[None]:
     """The table's needed columns visible to `conn` as `scan` while the block runs."""
     with progress(label, rows.dataset.count_rows(), "rows") as bar:
-        conn.register("scan", _reader(rows.dataset, columns + rows.columns(), bar, order))
+        conn.register("scan", _reader(rows, columns, bar, order))
         try:
             yield
         finally:
@@ -162,7 +196,8 @@ def _scan(conn: duckdb.DuckDBPyConnection, rows: Rows, columns: list[str], progr
 
 def check_condition(conn: duckdb.DuckDBPyConnection, rows: Rows) -> None:
     """ForgeError now, before any scan, when `where` does not parse or names what the qa table lacks."""
-    conn.register("scan", rows.dataset.schema.empty_table())
+    empty = rows.dataset.schema.empty_table()
+    conn.register("scan", empty.append_column("_key", pa.array([], pa.uint64())))
     try:
         _query(conn, f"SELECT count(*) FROM scan WHERE {rows.condition()}", rows.params)
     finally:
@@ -184,13 +219,11 @@ def count_cells(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], 
 
 
 def pick_candidates(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells: pa.Table, seed: int,
-                    keys: list[str], progress: ProgressFactory) -> pl.DataFrame:
-    """Rows under their cell's threshold: cell, ord (seeded order), pos (offset) and the `keys` columns.
+                    progress: ProgressFactory) -> pl.DataFrame:
+    """Rows under their cell's threshold: cell, ord (seeded order), pos (offset) and key (question key).
 
     `cells` holds family, the strata, `cell` (an id) and `threshold` (uint64) for the cells to scan. The
-    scan reads family, the strata and qa_id only; the keys (what dedup compares, and what a dry run
-    shows) are taken for the candidates afterwards, so their cost follows the sample, not the table.
-    """
+    scan reads family, the strata, qa_id and the question key only."""
     tops = pl.from_arrow(cells).group_by("family").agg(pl.col("threshold").max())
     families = pa.array(tops.get_column("family").to_list(), rows.dataset.schema.field("family").type)
     order = Order(seed, families, tops.get_column("threshold").to_numpy())
@@ -198,24 +231,26 @@ def pick_candidates(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[st
     try:
         wanted = list(dict.fromkeys(["family", *strata, "qa_id"]))
         same = " AND ".join(f"c.{quoted(c)} IS NOT DISTINCT FROM s.{quoted(c)}" for c in strata) or "TRUE"
-        sql = (f"SELECT c.cell, s._ord AS ord, s._pos AS pos FROM (SELECT * FROM scan WHERE {rows.condition()}) s "
+        sql = (f"SELECT c.cell, s._ord AS ord, s._pos AS pos, s._key AS key FROM "
+               f"(SELECT * FROM scan WHERE {rows.condition()}) s "
                f"JOIN cells c ON c.family = s.family AND {same} AND s._ord <= c.threshold")
         with _scan(conn, rows, wanted, progress, "sampling: choosing rows", order):
-            found = pl.from_arrow(_query(conn, sql, rows.params))
+            return pl.from_arrow(_query(conn, sql, rows.params))
     finally:
         conn.unregister("cells")
-    return _with_keys(rows.dataset, found, keys)
 
 
-def _with_keys(dataset: lance.LanceDataset, found: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """`found` (with `pos`) and the `keys` columns of its rows, read by offset a slice at a time (a take of a
-    million rows at once holds several times their size)."""
-    found = found.sort("pos")
-    positions = found.get_column("pos").to_numpy()
-    parts = [pl.from_arrow(dataset.take(positions[start:start + TAKE_ROWS], columns=keys))
-             for start in range(0, len(positions), TAKE_ROWS)]
-    read = pl.concat(parts) if parts else pl.from_arrow(dataset.schema.empty_table().select(keys))
-    return pl.concat([found, read], how="horizontal")
+def take_columns(dataset: lance.LanceDataset, positions: np.ndarray, columns: list[str]) -> pl.DataFrame:
+    """The `columns` of the rows at `positions` (offsets, each once), in the order given; read in offset
+    order a slice at a time (a take of a million rows at once holds several times their size)."""
+    if not columns:
+        return pl.DataFrame(height=len(positions))
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    parts = [pl.from_arrow(dataset.take(ordered[start:start + TAKE_ROWS], columns=columns))
+             for start in range(0, len(ordered), TAKE_ROWS)]
+    read = pl.concat(parts) if parts else pl.from_arrow(dataset.schema.empty_table().select(columns))
+    return read[np.argsort(order, kind="stable")]
 
 
 def read_rows(dataset: lance.LanceDataset, chosen: pl.DataFrame, progress: ProgressFactory) -> pa.Table:

@@ -7,13 +7,15 @@ room to the cell's next row. Only candidates are walked: a cell's walk ends insi
 cell fills there, and a row can only be skipped for a taken one, which is a candidate too. A cell that
 does not fill inside its threshold is reported short; the caller widens its threshold and walks again.
 
-Rows whose question appears once among the candidates (nearly all) are settled with column operations;
-only rows whose question repeats are walked one by one.
+Rows whose question key appears once among the candidates (nearly all) are settled with column
+operations; only rows whose key repeats have their image id and question read (`texts`), and those whose
+question repeats are walked one by one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -28,27 +30,35 @@ class Selection:
     skipped: int  # duplicate questions walked past
 
 
-def select(candidates: pl.DataFrame, quota: np.ndarray) -> Selection:
-    """Take each cell's quota (by cell id) from `candidates` (columns cell, ord, image_id, question, ...).
+def select(candidates: pl.DataFrame, quota: np.ndarray, texts: Callable[[np.ndarray], pl.DataFrame]) -> Selection:
+    """Take each cell's quota (by cell id) from `candidates` (columns cell, ord, pos, key: the question key).
 
-    The walk runs over slim columns (cell, and a hash of the key that flags the rows that may repeat), and
-    the chosen rows are gathered once: memory stays near the candidates' own size."""
-    by = ["ord"] if not candidates.get_column("ord").is_duplicated().any() else ["ord", "cell", *KEY]
+    `texts(positions)` gives the image_id and question of the rows at those offsets, in that order; it is
+    asked only for rows whose key or order repeats. The walk runs over slim columns, and the chosen rows are
+    gathered once: memory stays near the candidates' own size."""
+    tied = candidates.get_column("ord").is_duplicated()
+    if tied.any():  # the same qa_id twice: the old rule, by cell and then the question's text
+        named = candidates.filter(tied).select("pos")
+        candidates = candidates.join(pl.concat([named, texts(named.get_column("pos").to_numpy())], how="horizontal"),
+                                     on="pos", how="left", maintain_order="left")
+        by = ["ord", "cell", *KEY]
+    else:
+        by = ["ord"]
     index = candidates.select(pl.arg_sort_by(by)).to_series()
-    walk = candidates.select("cell", hash=pl.struct(KEY).hash())[index]
+    walk = candidates.select("cell", "key")[index]
     cell = walk.get_column("cell").to_numpy().astype(np.int64)
     room = quota[cell]
     repeated = np.zeros(walk.height, dtype=bool)
-    maybe = np.flatnonzero(walk.get_column("hash").is_duplicated().to_numpy())  # equal keys hash alike
+    maybe = np.flatnonzero(walk.get_column("key").is_duplicated().to_numpy())  # equal questions have equal keys
     if len(maybe):
-        keys = candidates.select(KEY)[index.gather(maybe)]
+        keys = texts(candidates.get_column("pos").gather(index.gather(maybe)).to_numpy()).select(KEY)
         repeated[maybe] = keys.is_duplicated().to_numpy()
         eligible, skipped = _walk_repeated(cell, room, repeated, maybe, keys.select(pl.struct(KEY).rank("dense")))
     else:
         eligible, skipped = np.ones(walk.height, dtype=bool), 0
     rank = pl.DataFrame({"cell": cell, "e": eligible}).select((pl.col("e").cum_sum() - 1).over("cell")).to_series()
     take = eligible & (rank.to_numpy() < room)
-    taken = candidates[index.gather(np.flatnonzero(take))]
+    taken = candidates.select("cell", "ord", "pos", "key")[index.gather(np.flatnonzero(take))]
     obtained = np.bincount(cell[take], minlength=len(quota))
     return Selection(taken, obtained, skipped)
 
