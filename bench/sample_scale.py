@@ -39,7 +39,10 @@ def _peak_gib() -> float:
 
 
 def worker(task: str, db: Path, n: int, stratify: str) -> dict:
-    """One measurement, in this process (started fresh by `measure`)."""
+    """One measurement, in this process (started fresh by `measure`); imports are not timed (the dry run,
+    timed as a user runs it, includes them)."""
+    from forge import sample
+
     started, cpu = time.perf_counter(), _cpu()
     if task == "scan":
         import lance
@@ -47,8 +50,6 @@ def worker(task: str, db: Path, n: int, stratify: str) -> dict:
         rows = sum(b.num_rows for b in lance.dataset(str(db / "qa.lance")).scanner(
             columns=["family", stratify, "qa_id"], batch_size=1 << 16).to_batches())
         return {"rows": rows, "s": time.perf_counter() - started, "cpu_s": _cpu() - cpu, "peak_gib": _peak_gib()}
-    from forge import sample
-
     mix = sample.Mix(n=n, stratify=[stratify])
     if task == "old":  # the first sampler had no `choose`
         table, _ = sample.draw(db, mix, seed=0)

@@ -164,7 +164,7 @@ class Choice:
     """The chosen rows (ids, offsets, family, split and what dedup read) and the report; `read` fetches them whole."""
 
     dataset: lance.LanceDataset
-    chosen: pl.DataFrame  # in seeded order: cell, ord, pos, key, extra columns, family, split
+    chosen: pl.DataFrame  # in seeded order: cell, ord, pos, key, family, the strata, extra columns, split
     report: SampleReport
     splits: dict[str, float]
 
@@ -226,9 +226,10 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
         del counted  # a copy of every cell: with a near-unique stratify column, one per row of a family
         selection, quota = _fill(conn, rows, strata, cells, targets, seed, progress)
     taken = selection.taken
-    chosen = pl.concat([taken, take_columns(dataset, taken.get_column("pos").to_numpy(), list(extra))], how="horizontal")
-    chosen = chosen.with_columns(family=cells.get_column("family").gather(taken.get_column("cell")),
-                                 split=split_expr(mix.splits, pl.col("key") // (1 << 32)))
+    known = cells.select(["family", *strata])[taken.get_column("cell")]  # what a row's cell says of it
+    extra = [c for c in extra if c not in known.columns]
+    chosen = pl.concat([taken, known, take_columns(dataset, taken.get_column("pos").to_numpy(), extra)], how="horizontal")
+    chosen = chosen.with_columns(split=split_expr(mix.splits, pl.col("key") // (1 << 32)))
     report_cells = cells.drop("cell").with_columns(quota=pl.Series(quota), obtained=pl.Series(selection.obtained))
     obtained = dict(report_cells.group_by("family").agg(pl.col("obtained").sum()).iter_rows())
     report = SampleReport(targets, {f: int(obtained.get(f, 0)) for f in targets}, report_cells, selection.skipped)
