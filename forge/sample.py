@@ -200,8 +200,9 @@ def _strata(mix: Mix, dataset: lance.LanceDataset) -> list[str]:
 def _family_quotas(cells: pl.DataFrame, sizes: np.ndarray, targets: dict[str, int]) -> np.ndarray:
     """Each cell's share of its family's target (cells sorted by family, then their values)."""
     quota = np.zeros(cells.height, dtype=np.int64)
-    spans = cells.group_by("family").agg(lo=pl.col("cell").min(), hi=pl.col("cell").max() + 1)
-    for family, lo, hi in spans.iter_rows():
+    runs = cells.get_column("family").rle().struct.unnest()  # each family's cells in one run
+    ends = np.cumsum(runs.get_column("len").to_numpy())
+    for family, lo, hi in zip(runs.get_column("value").to_list(), ends - runs.get_column("len").to_numpy(), ends):
         quota[lo:hi] = water_fill(sizes[lo:hi], targets[family])
     return quota
 
@@ -221,9 +222,11 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
         weights = ({family: 1.0 for family in sorted(counted.get_column("family").unique().drop_nulls())}
                    if every_family else mix.weights)
         targets = family_targets(mix.quotas, weights, mix.n)
-        cells = (counted.filter(pl.col("family").is_in(list(targets)) & (pl.col("rows") > 0))
-                 .sort(pl.struct("family", *strata)).with_row_index("cell"))  # as sorting by each, faster
-        del counted  # a copy of every cell: with a near-unique stratify column, one per row of a family
+        keep = pl.col("family").is_in(list(targets)) & (pl.col("rows") > 0)
+        if not counted.select(keep.all()).item():  # a copy of every cell: only when some must go
+            counted = counted.filter(keep)
+        cells = counted.with_row_index("cell")
+        del counted
         selection, quota = _fill(conn, rows, strata, cells, targets, seed, progress)
     taken = selection.taken
     known = cells.select(["family", *strata])[taken.get_column("cell")]  # what a row's cell says of it

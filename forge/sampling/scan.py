@@ -39,6 +39,9 @@ from forge.spill import spill_folder
 from forge.stopping import run_stoppable
 
 BATCH_ROWS = 1 << 17  # rows per Lance batch of a scan (measured: 20% faster than 1 << 16 for two text columns)
+# Lance reads one fragment at a time, two batches and 32 MB of I/O ahead: on 2 cores, scanning four columns of
+# 30M rows took 1.5 s and 0.34 GiB so, against 2.5 s and 0.6 GiB with its defaults (bench/RESULTS.md)
+READ_AHEAD = {"fragment_readahead": 1, "batch_readahead": 2, "io_buffer_size": 32 << 20}
 READ_ROWS = 1 << 15  # rows per batch when reading every column
 TAKE_ROWS = 1 << 17  # rows read by offset at a time
 MEMORY_LIMIT = "768MB"  # DuckDB's share; Lance's batches, the cells and the candidates come on top
@@ -150,7 +153,7 @@ def _reader(rows: Rows, columns: list[str], bar, order: Order | None = None) -> 
     rows of tiny cells)."""
     keyed = order is not None or rows.split is not None
     read = list(dict.fromkeys(columns + rows.columns() + (rows.key_columns() if keyed else [])))
-    scanner = rows.dataset.scanner(columns=read, batch_size=BATCH_ROWS, scan_in_order=True)
+    scanner = rows.dataset.scanner(columns=read, batch_size=BATCH_ROWS, scan_in_order=True, **READ_AHEAD)
     fields = ([pa.field("_key", pa.uint64())] if keyed else []) \
         + ([pa.field("_pos", pa.uint64()), pa.field("_ord", pa.uint64())] if order else [])
     schema = pa.schema([*scanner.projected_schema, *fields])
@@ -207,14 +210,19 @@ def check_condition(conn: duckdb.DuckDBPyConnection, rows: Rows) -> None:
 
 def count_cells(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], every_family: bool,
                 progress: ProgressFactory) -> pl.DataFrame:
-    """Rows per (family, *strata) that the condition keeps, as `rows`. With `every_family`, families whose
-    rows the condition drops are listed too (as cells of 0 rows): `--n` alone shares over every family."""
+    """Rows per (family, *strata) that the condition keeps, as `rows`, sorted by family and then the strata's
+    values (nulls first: the order that breaks ties between cells). With `every_family`, families whose rows
+    the condition drops are listed too (as cells of 0 rows): `--n` alone shares over every family.
+
+    DuckDB sorts them, within its memory limit: sorting millions of cells (a near-unique stratify column)
+    in Polars took a third more memory than everything else the sampler holds (bench/RESULTS.md)."""
     keys = ", ".join(quoted(c) for c in ["family", *strata])
+    order = ", ".join(f"{quoted(c)} NULLS FIRST" for c in ["family", *strata])
     condition = rows.condition()
     if every_family:
-        sql = f"SELECT {keys}, count(*) FILTER (WHERE {condition}) AS rows FROM scan GROUP BY ALL"
+        sql = f"SELECT {keys}, count(*) FILTER (WHERE {condition}) AS rows FROM scan GROUP BY ALL ORDER BY {order}"
     else:
-        sql = f"SELECT {keys}, count(*) AS rows FROM scan WHERE {condition} GROUP BY ALL"
+        sql = f"SELECT {keys}, count(*) AS rows FROM scan WHERE {condition} GROUP BY ALL ORDER BY {order}"
     with _scan(conn, rows, ["family", *strata], progress, "sampling: counting cells"):
         return pl.from_arrow(_query(conn, sql, rows.params))
 
@@ -273,7 +281,7 @@ def read_rows(dataset: lance.LanceDataset, chosen: pl.DataFrame, progress: Progr
 def _filtered_scan(dataset: lance.LanceDataset, positions: np.ndarray, bar) -> pa.Table:
     """One scan of every column in table order, keeping the rows at the sorted offsets `positions`."""
     kept, start = [], 0
-    for batch in dataset.scanner(batch_size=READ_ROWS, scan_in_order=True).to_batches():
+    for batch in dataset.scanner(batch_size=READ_ROWS, scan_in_order=True, **READ_AHEAD).to_batches():
         lo, hi = np.searchsorted(positions, [start, start + batch.num_rows])
         if hi > lo:
             kept.append(batch.take(pa.array(positions[lo:hi] - start)))
