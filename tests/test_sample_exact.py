@@ -171,3 +171,26 @@ def test_keys_computed_for_an_older_table_or_colliding_give_the_same_rows(db, tm
     monkeypatch.setattr(scan, "question_keys", lambda ids, questions: question_keys(ids, pa.array([""] * len(ids))))
     assert [draw(older, mix, seed=5)[0].column("qa_id").to_pylist() for mix in KEYED_MIXES] == expected
     assert sum(read) > texts_read + 100  # every candidate sharing an image had its text read and compared
+
+
+def test_rows_with_the_same_order_are_walked_by_cell_then_text():
+    """Two rows with one qa_id (hence one order): the first sampler's rule takes them by cell, then image id and
+    question; their texts are read for that, and for rows whose keys repeat, and for no other."""
+    from forge.sampling.select import select
+
+    texts = {0: ("img_b", "q1"), 1: ("img_a", "q2"), 2: ("img_a", "q1"), 3: ("img_c", "q3"), 4: ("img_a", "q1")}
+    candidates = pl.DataFrame({"cell": [1, 0, 0, 1, 1], "ord": [5, 5, 5, 1, 9], "pos": [0, 1, 2, 3, 4],
+                               "key": [10, 11, 12, 13, 12]}, schema={"cell": pl.UInt32, "ord": pl.UInt64,
+                                                                     "pos": pl.UInt64, "key": pl.UInt64})
+    asked = []
+
+    def read(positions):
+        asked.extend(positions.tolist())
+        return pl.DataFrame([texts[p] for p in positions.tolist()], schema=["image_id", "question"], orient="row")
+
+    chosen = select(candidates, np.array([2, 3]), read)
+    # walk: pos 3 (ord 1); ord 5 by cell, then text: cell 0's pos 2 (img_a, q1) and pos 1 (img_a, q2), cell 1's
+    # pos 0; then pos 4 (ord 9), whose question on its image pos 2 took already: skipped, cell 1 stays short
+    assert chosen.taken.get_column("pos").to_list() == [3, 2, 1, 0]
+    assert chosen.obtained.tolist() == [2, 2] and chosen.skipped == 1
+    assert set(asked) == {0, 1, 2, 4}  # the tied orders, then the repeated key (12: pos 2 and 4)

@@ -36,15 +36,14 @@ def select(candidates: pl.DataFrame, quota: np.ndarray, texts: Callable[[np.ndar
     `texts(positions)` gives the image_id and question of the rows at those offsets, in that order; it is
     asked only for rows whose key or order repeats. The walk runs over slim columns, and the chosen rows are
     gathered once: memory stays near the candidates' own size."""
-    tied = candidates.get_column("ord").is_duplicated()
-    if tied.any():  # the same qa_id twice: the old rule, by cell and then the question's text
+    index = candidates.select(pl.arg_sort_by("ord")).to_series()
+    ordered = candidates.get_column("ord").gather(index).to_numpy()
+    if (ordered[1:] == ordered[:-1]).any():  # the same qa_id twice: the old rule, by cell and then the text
+        tied = candidates.get_column("ord").is_duplicated()
         named = candidates.filter(tied).select("pos")
         candidates = candidates.join(pl.concat([named, texts(named.get_column("pos").to_numpy())], how="horizontal"),
                                      on="pos", how="left", maintain_order="left")
-        by = ["ord", "cell", *KEY]
-    else:
-        by = ["ord"]
-    index = candidates.select(pl.arg_sort_by(by)).to_series()
+        index = candidates.select(pl.arg_sort_by(["ord", "cell", *KEY])).to_series()
     walk = candidates.select("cell", "key")[index]
     cell = walk.get_column("cell").to_numpy().astype(np.int64)
     room = quota[cell]
