@@ -48,15 +48,14 @@ def select(candidates: pl.DataFrame, quota: np.ndarray, texts: Callable[[np.ndar
     cell = walk.get_column("cell").to_numpy().astype(np.int64)
     room = quota[cell]
     repeated = np.zeros(walk.height, dtype=bool)
-    maybe = np.flatnonzero(walk.get_column("key").is_duplicated().to_numpy())  # equal questions have equal keys
+    maybe = np.flatnonzero(_repeats(walk.get_column("key").to_numpy()))  # equal questions have equal keys
     if len(maybe):
         keys = texts(candidates.get_column("pos").gather(index.gather(maybe)).to_numpy()).select(KEY)
         repeated[maybe] = keys.is_duplicated().to_numpy()
         eligible, skipped = _walk_repeated(cell, room, repeated, maybe, keys.select(pl.struct(KEY).rank("dense")))
     else:
         eligible, skipped = np.ones(walk.height, dtype=bool), 0
-    rank = pl.DataFrame({"cell": cell, "e": eligible}).select((pl.col("e").cum_sum() - 1).over("cell")).to_series()
-    take = eligible & (rank.to_numpy() < room)
+    take = eligible & (_before_in_cell(cell, eligible) < room)
     taken = candidates.select("cell", "ord", "pos", "key")[index.gather(np.flatnonzero(take))]
     obtained = np.bincount(cell[take], minlength=len(quota))
     return Selection(taken, obtained, skipped)
@@ -68,8 +67,7 @@ def _walk_repeated(cell: np.ndarray, room: np.ndarray, repeated: np.ndarray, may
     each repeated question's first row met while its cell had room; and how many repeats were skipped.
     `maybe` are the walk positions of `key_rank` (one key id per row), which hold every repeated row."""
     unique = ~repeated
-    before = (pl.DataFrame({"cell": cell, "u": unique})
-              .select((pl.col("u").cum_sum() - pl.col("u")).over("cell")).to_series().to_numpy())
+    before = _before_in_cell(cell, unique)
     eligible = unique.copy()
     used: set[int] = set()
     taken_in: dict[int, int] = {}
@@ -87,3 +85,24 @@ def _walk_repeated(cell: np.ndarray, room: np.ndarray, repeated: np.ndarray, may
         taken_in[here] = taken_in.get(here, 0) + 1
         eligible[row] = True
     return eligible, skipped
+
+
+def _repeats(values: np.ndarray) -> np.ndarray:
+    """Which entries equal another entry (numpy: a sort, not a hash table of every candidate)."""
+    order = np.argsort(values, kind="stable")
+    same = values[order][1:] == values[order][:-1]
+    flags = np.zeros(len(values), dtype=bool)
+    flags[order[1:][same]] = True
+    flags[order[:-1][same]] = True
+    return flags
+
+
+def _before_in_cell(cell: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Per row (in walk order), how many flagged rows come before it in its cell."""
+    order = np.argsort(cell, kind="stable")  # each cell's rows together, still in walk order
+    counts = np.cumsum(flags[order]) - flags[order]
+    starts = np.flatnonzero(np.r_[True, cell[order][1:] != cell[order][:-1]])
+    counts -= np.repeat(counts[starts], np.diff(np.r_[starts, len(order)]))
+    before = np.empty(len(cell), dtype=np.int64)
+    before[order] = counts
+    return before
