@@ -161,7 +161,7 @@ def _text(column: str, dtype: pl.DataType) -> pl.Expr:
 
 @dataclass
 class Choice:
-    """The chosen rows (ids, offsets, family, split and what dedup read) and the report; `read` fetches them whole."""
+    """The chosen rows (order, offset, question key, family, strata, split) and the report; `read` fetches them whole."""
 
     dataset: lance.LanceDataset
     chosen: pl.DataFrame  # in seeded order: cell, ord, pos, key, family, the strata, extra columns, split
