@@ -71,3 +71,15 @@ def test_dispersed_depth_drops_the_object(tmp_path):
     # flat-fronted cubes have one surface in their centre: spread 0, never dropped for it
     cubes = {o.label for s in scenes.values() for o in s.objects if o.shape == "cube"}
     assert any(o["label"] in cubes for r in rows for o in r["objects"])
+
+
+def test_crowd_and_depiction_rules_run_where_boxes_can_carry_those_flags(tmp_path):
+    """A dataset's boxes (and records kept from them) can be crowds or depictions; a synthetic scene's or a
+    detector's cannot, so their funnels list no such lines."""
+    from forge.judge.objects import object_rules
+
+    make_dataset(tmp_path / "data", "npy_m", count=2, clutter=False)
+    annotated = load_spec(write_spec(tmp_path, use_annotations(demo_dict(), "npy_m"), "annotated.yaml"))
+    synthetic = load_spec(write_spec(tmp_path, demo_dict(), "synthetic.yaml"))
+    assert [name for name, _ in object_rules(annotated.spec)][:2] == ["crowd", "depiction"]
+    assert not {"crowd", "depiction"} & {name for name, _ in object_rules(synthetic.spec)}

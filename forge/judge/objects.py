@@ -89,11 +89,15 @@ def requirements(spec: Spec, needs_metric: bool, needs_gravity: bool, lifted: tu
     return out
 
 
+FLAGGED_SOURCES = ("annotations", "records")  # where boxes can carry crowd and depiction flags (a dataset's, kept in records)
+
+
 def object_rules(spec: Spec) -> list[tuple[str, pl.Expr]]:
     """The spec's per-object rules, in funnel order: (name, keep-expression over object columns)."""
     v, c = spec.verify, pl.col
-    rules: list[tuple[str, pl.Expr]] = [("crowd", ~c("crowd").fill_null(False)),
-                                        ("depiction", ~c("depiction").fill_null(False))]
+    rules: list[tuple[str, pl.Expr]] = []
+    if spec.source.kind in FLAGGED_SOURCES:
+        rules += [("crowd", ~c("crowd").fill_null(False)), ("depiction", ~c("depiction").fill_null(False))]
     if v.min_score > 0:
         rules.append(("min_score", c("score") >= v.min_score))
     if v.min_area > 0:
