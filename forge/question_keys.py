@@ -23,7 +23,6 @@ from forge.sampling.order import mix_array
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: every power is invertible mod 2^64, so one changed word always shows
 _POWERS = np.concatenate([[np.uint64(1)], np.cumprod(np.full((1 << 12) - 1, _BASE, dtype=np.uint64))])
 _SLICE = 1 << 16  # rows hashed at a time: working arrays of a few MB
-LOW = np.uint64(0xFFFFFFFF)
 
 
 def image_positions(image_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
