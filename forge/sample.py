@@ -233,30 +233,31 @@ def choose(db: Path, mix: Mix, seed: int, extra: tuple[str, ...] = (),
         counted = counted.filter(keep)
     cells = counted.with_row_index("cell")
     del counted
+    spans = _family_spans(cells)
     with connection(db) as conn:
-        selection, quota = _fill(conn, rows, strata, cells, targets, seed, progress)
+        selection, quota = _fill(conn, rows, strata, cells, spans, targets, seed, progress)
     taken = selection.taken
     known = cells.select(["family", *strata])[taken.get_column("cell")]  # what a row's cell says of it
     extra = [c for c in extra if c not in known.columns]
     chosen = pl.concat([taken, known, take_columns(dataset, taken.get_column("pos").to_numpy(), extra)], how="horizontal")
     chosen = chosen.with_columns(split=split_expr(mix.splits, pl.col("key") // (1 << 32)))
     report_cells = cells.drop("cell").with_columns(quota=pl.Series(quota), obtained=pl.Series(selection.obtained))
-    obtained = {family: int(selection.obtained[lo:hi].sum()) for family, lo, hi in _family_spans(cells)}
+    obtained = {family: int(selection.obtained[lo:hi].sum()) for family, lo, hi in spans}
     report = SampleReport(targets, {f: obtained.get(f, 0) for f in targets}, report_cells, selection.skipped)
     return Choice(dataset, chosen, report, mix.splits)
 
 
 def _fill(conn: duckdb.DuckDBPyConnection, rows: Rows, strata: list[str], cells: pl.DataFrame,
-          targets: dict[str, int], seed: int, progress: ProgressFactory) -> tuple[Selection, np.ndarray]:
+          spans: list[tuple[str, int, int]], targets: dict[str, int], seed: int,
+          progress: ProgressFactory) -> tuple[Selection, np.ndarray]:
     """Scan for each cell's candidates and trim them until every cell has its quota or has run out.
 
     A cell short inside its threshold is rescanned with a wider one; a cell short with every row scanned
     has fewer distinct questions than rows: its size becomes what it yielded and its family is shared
-    out again (water-filling), which may widen the others.
+    out again (water-filling), which may widen the others. `spans` are the families' runs of cells.
     """
     sizes = cells.get_column("rows").to_numpy().astype(np.int64)
     available = sizes.copy()
-    spans = _family_spans(cells)
     quota = _family_quotas(spans, available, targets)
     widen = np.ones(len(sizes))
     threshold = np.zeros(len(sizes), dtype=np.uint64)

@@ -39,8 +39,7 @@ def select(candidates: pl.DataFrame, quota: np.ndarray, texts: Callable[[np.ndar
     index = candidates.select(pl.arg_sort_by("ord")).to_series()
     ordered = candidates.get_column("ord").gather(index).to_numpy()
     if (ordered[1:] == ordered[:-1]).any():  # the same qa_id twice: the old rule, by cell and then the text
-        tied = candidates.get_column("ord").is_duplicated()
-        named = candidates.filter(tied).select("pos")
+        named = candidates.filter(_repeats(candidates.get_column("ord").to_numpy())).select("pos")
         candidates = candidates.join(pl.concat([named, texts(named.get_column("pos").to_numpy())], how="horizontal"),
                                      on="pos", how="left", maintain_order="left")
         index = candidates.select(pl.arg_sort_by(["ord", "cell", *KEY])).to_series()
